@@ -1,0 +1,125 @@
+/* Masking schemes and masked dense layers, shared by the simulator and the
+ * trainer (one implementation for both).
+ *
+ * A dense layer maps X (n, d) to Z (n, h) with Z[k] = (W o M_k) X[k] + b,
+ * where W is (h, d) row-major (row u feeds receiving node u), o is the
+ * elementwise product and M_k is the mask of sample k. Masks are inverted:
+ * a Bernoulli mask value is b / (1 - p) with b ~ Bernoulli(1 - p), a Gaussian
+ * one is N(1, p / (1 - p)); p is the drop probability, 0 <= p < 1. Biases
+ * are never masked.
+ *
+ *   none                  M = 1
+ *   dropout               one Bernoulli value per input i, fresh per sample
+ *   gaussian-dropout      one Gaussian value per input i, fresh per sample
+ *   dropconnect           one Bernoulli value per connection (u, i), shared
+ *                         by every sample of a mini-batch (key.sample unused)
+ *   pernodedrop           one Bernoulli value per connection, fresh per sample
+ *   pernodedrop-gaussian  one Gaussian value per connection, fresh per sample
+ *   fixed-mask            one Bernoulli value per connection, drawn once from
+ *                         (seed, layer) and used at training and evaluation
+ *
+ * The mask of a sample is a pure function of its key (seed, layer, step,
+ * sample) through pnd_rng_derive, so it can be regenerated for the backward
+ * pass instead of stored, and it does not depend on threads or chunking.
+ * Per-sample masks are never stored as an (n, h, d) array of doubles.
+ */
+#ifndef PND_MASK_H
+#define PND_MASK_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+enum pnd_scheme {
+    PND_SCHEME_NONE = 0,
+    PND_SCHEME_DROPOUT,
+    PND_SCHEME_GAUSSIAN_DROPOUT,
+    PND_SCHEME_DROPCONNECT,
+    PND_SCHEME_PERNODEDROP,
+    PND_SCHEME_PERNODEDROP_GAUSSIAN,
+    PND_SCHEME_FIXED_MASK,
+    PND_SCHEME_COUNT
+};
+
+/* Names as used on the command line and in files: "none", "dropout", ... */
+const char *pnd_scheme_name(enum pnd_scheme scheme);
+/* PND_EINVAL, with a message listing the accepted names, for an unknown name. */
+int pnd_scheme_parse(const char *name, enum pnd_scheme *scheme);
+/* NULL-terminated list of every scheme name, for config choices. */
+extern const char *const pnd_scheme_names[];
+
+/* PND_EINVAL unless 0 <= p < 1 (NaN rejected); what names the option or
+ * file entry in the message. */
+int pnd_check_p(double p, const char *what);
+
+/* True when the scheme draws one variable per connection (u, i). */
+bool pnd_scheme_per_connection(enum pnd_scheme scheme);
+/* True for the Gaussian schemes. */
+bool pnd_scheme_gaussian(enum pnd_scheme scheme);
+
+/* Moments of the centred noise eta = m - 1 for one mask variable:
+ * s2 = p/(1-p); Bernoulli mu3 = p(2p-1)/(1-p)^2, mu4 = p + p^4/(1-p)^3;
+ * Gaussian mu3 = 0, mu4 = 3 s2^2; all zero for none. */
+struct pnd_noise_moments {
+    double s2, mu3, mu4;
+};
+struct pnd_noise_moments pnd_noise_moments(enum pnd_scheme scheme, double p);
+
+/* Coordinates of one mask draw. */
+struct pnd_mask_key {
+    uint64_t seed;
+    uint64_t layer;
+    uint64_t step;       /* mini-batch or Monte Carlo draw index */
+    uint64_t sample;     /* index of the sample within the step */
+};
+
+/* How one layer is masked. */
+struct pnd_mask_spec {
+    enum pnd_scheme scheme;
+    double p;
+    const uint64_t *fixed_bits;  /* (h, ceil(d / 64)) keep bits for fixed-mask, else NULL */
+};
+
+/* Per-thread scratch for one layer of h receiving and d sending nodes. */
+struct pnd_mask_workspace;
+struct pnd_mask_workspace *pnd_mask_workspace_alloc(size_t h, size_t d);
+void pnd_mask_workspace_free(struct pnd_mask_workspace *w);  /* NULL is a no-op */
+
+/* Draw the keep bits of a fixed-mask layer from (seed, layer): bits is
+ * (h, ceil(d / 64)), bit i % 64 of word i / 64 of row u keeps W_ui. */
+int pnd_mask_fixed_bits(uint64_t seed, uint64_t layer, double p, size_t h,
+                        size_t d, uint64_t *bits);
+
+/* Forward pass of n samples: Z (n, h) = masked W (h, d) applied to X (n, d),
+ * plus b (h) when b is not NULL. Sample k uses the key with
+ * sample = key->sample + k. */
+int pnd_layer_forward(const struct pnd_mask_spec *spec,
+                      const struct pnd_mask_key *key, size_t n, size_t h,
+                      size_t d, const double *W, const double *b,
+                      const double *X, double *Z,
+                      struct pnd_mask_workspace *w);
+
+/* Backward pass with the masks of the same keys regenerated: given dZ (n, h)
+ * it adds sum_k (M_k o dZ[k] X[k]^T) to dW (h, d), adds sum_k dZ[k] to db
+ * (h) when db is not NULL, and writes dX[k] = (W o M_k)^T dZ[k] to dX (n, d)
+ * when dX is not NULL. */
+int pnd_layer_backward(const struct pnd_mask_spec *spec,
+                       const struct pnd_mask_key *key, size_t n, size_t h,
+                       size_t d, const double *W, const double *X,
+                       const double *dZ, double *dW, double *db, double *dX,
+                       struct pnd_mask_workspace *w);
+
+/* Reference kernels: the same results computed plainly, one mask value at a
+ * time, for tests that compare them with the fast kernels above. */
+int pnd_layer_forward_reference(const struct pnd_mask_spec *spec,
+                                const struct pnd_mask_key *key, size_t n,
+                                size_t h, size_t d, const double *W,
+                                const double *b, const double *X, double *Z);
+
+/* The mask value m_ui of one sample, as the kernels use it: for the input
+ * schemes it is the same for every u. For tests and small enumerations. */
+int pnd_mask_values(const struct pnd_mask_spec *spec,
+                    const struct pnd_mask_key *key, size_t h, size_t d,
+                    double *M /* (h, d) */);
+
+#endif

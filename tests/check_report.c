@@ -1,0 +1,2 @@
+/* Placeholder: this suite is being written. */
+#include <config.h>
