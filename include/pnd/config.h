@@ -38,7 +38,8 @@ struct pnd_config_key {
     const char *name;
     enum pnd_config_type type;
     void *value;
-    double min, max;               /* inclusive bounds for numeric types */
+    double min, max;               /* inclusive bounds for numeric types;
+                                      min = max = 0 means no bounds */
     const char *const *choices;    /* NULL-terminated, for PND_CONFIG_CHOICE */
     const char *help;              /* one line: what the key sets, in what unit */
 };
@@ -55,8 +56,16 @@ int pnd_config_set(const struct pnd_config_key *keys, size_t n_keys,
                    const char *section, const char *name, const char *value,
                    const char *origin, int line);
 
-/* Write "section.name = value" lines for every key: the resolved
- * configuration that run directories and reports record. */
+/* Write every key as an INI file that pnd_config_read accepts back with the
+ * same values: the resolved configuration that run directories and reports
+ * record. Keys without a section come first, then one [section] block per
+ * section in table order, each key preceded by its help as a "; " comment.
+ * Doubles are written with the fewest digits that read back exactly; long
+ * lists wrap onto indented continuation lines. A NULL string or an empty
+ * list is written as a comment, so reading the file leaves it unset. The
+ * file is replaced atomically. Returns PND_EINVAL for a string that INI
+ * cannot hold (a line break, spaces at either end, " ;") or a choice index
+ * out of range, PND_EIO when the file cannot be written. */
 int pnd_config_write(const char *path, const struct pnd_config_key *keys,
                      size_t n_keys);
 

@@ -58,6 +58,30 @@ double pnd_pcg64_double(pnd_pcg64 *r);
 double pnd_pcg64_double_open(pnd_pcg64 *r);
 
 /* pcg64-dxsm */
+#define PND_PCG_CHEAP_MULTIPLIER 0xda942042e4dd58b5ULL
+
+/* One LCG step of pcg64-dxsm. Inline for the hot loops of other modules. */
+static inline void
+pnd_pcg64dxsm_step(pnd_pcg64 *r)
+{
+    r->state = r->state * PND_PCG_CHEAP_MULTIPLIER + r->inc;
+}
+
+/* The same as pnd_pcg64dxsm_next, inline: DXSM output of the current state,
+ * then one step. */
+static inline uint64_t
+pnd_pcg64dxsm_next_inline(pnd_pcg64 *r)
+{
+    uint64_t high = (uint64_t) (r->state >> 64);
+    uint64_t low = (uint64_t) r->state | 1;
+
+    pnd_pcg64dxsm_step(r);
+    high ^= high >> 32;
+    high *= PND_PCG_CHEAP_MULTIPLIER;
+    high ^= high >> 48;
+    return high * low;
+}
+
 void pnd_pcg64dxsm_init(pnd_pcg64 *r, pnd_uint128 initstate, pnd_uint128 initseq);
 uint64_t pnd_pcg64dxsm_next(pnd_pcg64 *r);
 void pnd_pcg64dxsm_advance(pnd_pcg64 *r, pnd_uint128 delta);
@@ -95,6 +119,10 @@ void pnd_rng_derive_gsl(gsl_rng *r, uint64_t seed, const uint64_t *coords,
  * double q in [0, 1]: each bit compares an infinite-precision uniform with q,
  * consuming about 8 outputs per word on average. */
 uint64_t pnd_rng_bernoulli_word(pnd_pcg64 *r, double q);
+/* Plain reference for pnd_rng_bernoulli_word: lane by lane, with the digits
+ * of q found by doubling. It draws the same words and returns the same bits;
+ * q <= 0 or NaN gives 0 and q >= 1 gives all ones in both. For tests. */
+uint64_t pnd_rng_bernoulli_word_ref(pnd_pcg64 *r, double q);
 
 /* One standard normal draw from r (pcg64-dxsm). */
 double pnd_rng_normal(pnd_pcg64 *r);
