@@ -1,2 +1,868 @@
-/* Placeholder: this suite is being written. */
+/* Masking schemes and masked dense layers: the fast kernels against the
+ * plain reference, the documented draw order, mask statistics, p = 0,
+ * chunking independence and finite-difference gradients. */
 #include <config.h>
+
+#include <math.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "pnd/error.h"
+#include "pnd/mask.h"
+#include "pnd/rng.h"
+#include "tests/suites.h"
+
+/* Fast and reference kernels add the same terms in different orders (GEMM
+ * blocking, vector lanes), so they agree to a few rounding errors of the
+ * sum of absolute terms, which is the scale of the tolerance below. */
+#define SUM_ORDER_TOL 1e-12
+/* Central differences with step FD_STEP on a quadratic loss have no
+ * truncation error; this covers the rounding error of the difference. */
+#define FD_STEP 1e-4
+#define FD_TOL 1e-7
+/* Monte Carlo rule of the project: |z| <= 4 standard errors. */
+#define Z_MAX 4.0
+
+#define TEST_SEED UINT64_C(20261204)
+#define TEST_P 0.3
+
+static const enum pnd_scheme masked_schemes[] = {
+    PND_SCHEME_DROPOUT, PND_SCHEME_GAUSSIAN_DROPOUT, PND_SCHEME_DROPCONNECT,
+    PND_SCHEME_PERNODEDROP, PND_SCHEME_PERNODEDROP_GAUSSIAN,
+    PND_SCHEME_FIXED_MASK,
+};
+#define N_MASKED (sizeof masked_schemes / sizeof masked_schemes[0])
+
+/* Shapes (n, h, d): d not a multiple of 64, d < 64, h = 1, d = 64 exactly,
+ * and n above the 32-sample chunk of the input schemes. */
+static const size_t shapes[][3] = {
+    { 3, 5, 70 }, { 2, 4, 37 }, { 3, 1, 130 }, { 1, 7, 64 }, { 40, 3, 5 },
+};
+#define N_SHAPES (sizeof shapes / sizeof shapes[0])
+
+struct layer {
+    size_t n, h, d;
+    double *W;    /* (h, d) */
+    double *b;    /* (h) */
+    double *X;    /* (n, d) */
+    double *Z;    /* (n, h) */
+    double *dZ;   /* (n, h) */
+    double *dW;   /* (h, d) */
+    double *db;   /* (h) */
+    double *dX;   /* (n, d) */
+    struct pnd_mask_workspace *w;
+};
+
+static double
+uniform_pm1(pnd_pcg64 *r)
+{
+    return 2.0 * pnd_pcg64dxsm_double(r) - 1.0;
+}
+
+static void
+fill_uniform(pnd_pcg64 *r, double *a, size_t n)
+{
+    for (size_t j = 0; j < n; j++)
+        a[j] = uniform_pm1(r);
+}
+
+static struct layer
+layer_make(size_t n, size_t h, size_t d, uint64_t data_seed)
+{
+    struct layer L = { n, h, d, NULL, NULL, NULL, NULL, NULL, NULL, NULL,
+                       NULL, NULL };
+    uint64_t coord = 0;
+    pnd_pcg64 r;
+
+    L.W = calloc(h * d, sizeof *L.W);
+    L.b = calloc(h, sizeof *L.b);
+    L.X = calloc(n * d, sizeof *L.X);
+    L.Z = calloc(n * h, sizeof *L.Z);
+    L.dZ = calloc(n * h, sizeof *L.dZ);
+    L.dW = calloc(h * d, sizeof *L.dW);
+    L.db = calloc(h, sizeof *L.db);
+    L.dX = calloc(n * d, sizeof *L.dX);
+    L.w = pnd_mask_workspace_alloc(h, d);
+    ck_assert(L.W && L.b && L.X && L.Z && L.dZ && L.dW && L.db && L.dX
+              && L.w);
+    pnd_rng_derive(&r, data_seed, &coord, 1);
+    fill_uniform(&r, L.W, h * d);
+    fill_uniform(&r, L.b, h);
+    fill_uniform(&r, L.X, n * d);
+    fill_uniform(&r, L.dZ, n * h);
+    /* Zeros in the input, as in images, and in dZ, as after ReLU. */
+    for (size_t j = 0; j < n * d; j += 3)
+        L.X[j] = 0.0;
+    for (size_t j = 0; j < n * h; j += 4)
+        L.dZ[j] = 0.0;
+    return L;
+}
+
+static void
+layer_free(struct layer *L)
+{
+    free(L->W);
+    free(L->b);
+    free(L->X);
+    free(L->Z);
+    free(L->dZ);
+    free(L->dW);
+    free(L->db);
+    free(L->dX);
+    pnd_mask_workspace_free(L->w);
+}
+
+static struct pnd_mask_key
+test_key(void)
+{
+    struct pnd_mask_key key = { TEST_SEED, 2, 17, 1000 };
+
+    return key;
+}
+
+/* The fixed-mask bits of a test, owned by the caller. */
+static uint64_t *
+fixed_bits_make(const struct pnd_mask_key *key, double p, size_t h, size_t d)
+{
+    uint64_t *bits = malloc(h * ((d + 63) / 64) * sizeof *bits);
+
+    ck_assert_ptr_nonnull(bits);
+    ck_assert_int_eq(pnd_mask_fixed_bits(key->seed, key->layer, p, h, d,
+                                         bits), PND_OK);
+    return bits;
+}
+
+/* Sum over i of |W_ui m_ui x_i| + |b_u| for sample k: the scale of the
+ * rounding error of z_u. */
+static double
+abs_term_sum(const struct layer *L, size_t k, size_t u,
+             const double *M /* (h, d) */)
+{
+    double s = fabs(L->b[u]);
+
+    for (size_t i = 0; i < L->d; i++)
+        s += fabs(L->W[u * L->d + i] * M[u * L->d + i] * L->X[k * L->d + i]);
+    return s;
+}
+
+/* --- Core ----------------------------------------------------------------- */
+
+START_TEST(test_mask_names_round_trip)
+{
+    size_t count = 0;
+
+    for (int s = 0; s < PND_SCHEME_COUNT; s++) {
+        enum pnd_scheme parsed = PND_SCHEME_COUNT;
+
+        ck_assert_int_eq(pnd_scheme_parse(pnd_scheme_name(s), &parsed),
+                         PND_OK);
+        ck_assert_int_eq(parsed, s);
+    }
+    while (pnd_scheme_names[count])
+        count++;
+    ck_assert_uint_eq(count, PND_SCHEME_COUNT);
+    ck_assert_str_eq(pnd_scheme_name(PND_SCHEME_PERNODEDROP), "pernodedrop");
+    ck_assert(pnd_scheme_per_connection(PND_SCHEME_PERNODEDROP_GAUSSIAN));
+    ck_assert(pnd_scheme_per_connection(PND_SCHEME_FIXED_MASK));
+    ck_assert(!pnd_scheme_per_connection(PND_SCHEME_DROPOUT));
+    ck_assert(pnd_scheme_gaussian(PND_SCHEME_GAUSSIAN_DROPOUT));
+    ck_assert(!pnd_scheme_gaussian(PND_SCHEME_DROPCONNECT));
+}
+END_TEST
+
+/* Moments of eta = m - 1 against direct sums over the two mask values. */
+START_TEST(test_mask_noise_moments)
+{
+    static const double ps[] = { 0.0, 0.1, 0.3, 0.5, 0.9 };
+
+    for (size_t j = 0; j < sizeof ps / sizeof ps[0]; j++) {
+        double p = ps[j];
+        double keep = 1.0 / (1.0 - p) - 1.0;    /* eta of a kept value */
+        double m2 = (1 - p) * keep * keep + p;
+        double m3 = (1 - p) * keep * keep * keep - p;
+        double m4 = (1 - p) * pow(keep, 4) + p;
+        struct pnd_noise_moments b = pnd_noise_moments(PND_SCHEME_PERNODEDROP,
+                                                       p);
+        struct pnd_noise_moments g = pnd_noise_moments(
+            PND_SCHEME_GAUSSIAN_DROPOUT, p);
+
+        ck_assert_double_eq_tol(b.s2, m2, 1e-14 * (1 + m2));
+        ck_assert_double_eq_tol(b.mu3, m3, 1e-13 * (1 + fabs(m3)));
+        ck_assert_double_eq_tol(b.mu4, m4, 1e-13 * (1 + m4));
+        ck_assert_double_eq_tol(g.s2, p / (1 - p), 1e-15);
+        ck_assert(g.mu3 == 0.0);
+        ck_assert_double_eq_tol(g.mu4, 3 * g.s2 * g.s2, 1e-15 * (1 + g.mu4));
+    }
+    struct pnd_noise_moments none = pnd_noise_moments(PND_SCHEME_NONE, 0.5);
+
+    ck_assert(none.s2 == 0.0 && none.mu3 == 0.0 && none.mu4 == 0.0);
+}
+END_TEST
+
+/* The documented draw order, rebuilt from the rng interface directly. */
+START_TEST(test_mask_draw_order)
+{
+    size_t h = 3, d = 70, nw = 2;
+    double p = TEST_P, scale = 1.0 / (1.0 - p);
+    double sigma = sqrt(p / (1.0 - p));
+    struct pnd_mask_key key = test_key();
+    double *M = malloc(h * d * sizeof *M);
+
+    ck_assert_ptr_nonnull(M);
+    for (size_t j = 0; j < N_MASKED; j++) {
+        enum pnd_scheme s = masked_schemes[j];
+        struct pnd_mask_spec spec = { s, p, NULL };
+        uint64_t coords[4] = { PND_MASK_TAG(s), key.layer, key.step,
+                               key.sample };
+        size_t n_coords = s == PND_SCHEME_DROPCONNECT ? 3
+                          : s == PND_SCHEME_FIXED_MASK ? 2 : 4;
+        bool per_connection = pnd_scheme_per_connection(s);
+        pnd_pcg64 r;
+
+        ck_assert_int_eq(pnd_mask_values(&spec, &key, h, d, M), PND_OK);
+        pnd_rng_derive(&r, key.seed, coords, n_coords);
+        for (size_t u = 0; u < (per_connection ? h : 1); u++) {
+            if (pnd_scheme_gaussian(s)) {
+                for (size_t i = 0; i < d; i++)
+                    ck_assert(M[u * d + i]
+                              == 1.0 + sigma * pnd_rng_normal(&r));
+                continue;
+            }
+            for (size_t wd = 0; wd < nw; wd++) {
+                uint64_t word = pnd_rng_bernoulli_word(&r, 1.0 - p);
+
+                for (size_t i = 64 * wd; i < d && i < 64 * wd + 64; i++)
+                    ck_assert(M[u * d + i]
+                              == ((word >> (i % 64)) & 1 ? scale : 0.0));
+            }
+        }
+        /* Input schemes repeat one row for every receiving node. */
+        if (!per_connection)
+            for (size_t u = 1; u < h; u++)
+                ck_assert(memcmp(M, M + u * d, d * sizeof *M) == 0);
+    }
+    free(M);
+}
+END_TEST
+
+START_TEST(test_mask_forward_matches_reference)
+{
+    struct pnd_mask_key key = test_key();
+
+    for (size_t c = 0; c < N_SHAPES; c++) {
+        size_t n = shapes[c][0], h = shapes[c][1], d = shapes[c][2];
+        struct layer L = layer_make(n, h, d, 100 + c);
+        double *Zref = malloc(n * h * sizeof *Zref);
+        double *M = malloc(h * d * sizeof *M);
+        uint64_t *fixed = fixed_bits_make(&key, TEST_P, h, d);
+
+        ck_assert(Zref && M);
+        for (size_t j = 0; j < N_MASKED + 1; j++) {
+            enum pnd_scheme s = j < N_MASKED ? masked_schemes[j]
+                                             : PND_SCHEME_NONE;
+            struct pnd_mask_spec spec = { s, TEST_P, NULL };
+
+            if (s == PND_SCHEME_FIXED_MASK)
+                spec.fixed_bits = fixed;
+            ck_assert_int_eq(pnd_layer_forward(&spec, &key, n, h, d, L.W, L.b,
+                                               L.X, L.Z, L.w), PND_OK);
+            ck_assert_int_eq(pnd_layer_forward_reference(&spec, &key, n, h, d,
+                                                         L.W, L.b, L.X, Zref),
+                             PND_OK);
+            for (size_t k = 0; k < n; k++) {
+                struct pnd_mask_key kk = key;
+
+                kk.sample = key.sample + k;
+                ck_assert_int_eq(pnd_mask_values(&spec, &kk, h, d, M), PND_OK);
+                for (size_t u = 0; u < h; u++)
+                    ck_assert_double_eq_tol(L.Z[k * h + u], Zref[k * h + u],
+                                            SUM_ORDER_TOL
+                                            * abs_term_sum(&L, k, u, M));
+            }
+        }
+        free(fixed);
+        free(M);
+        free(Zref);
+        layer_free(&L);
+    }
+}
+END_TEST
+
+START_TEST(test_mask_backward_matches_reference)
+{
+    struct pnd_mask_key key = test_key();
+
+    for (size_t c = 0; c < N_SHAPES; c++) {
+        size_t n = shapes[c][0], h = shapes[c][1], d = shapes[c][2];
+        struct layer L = layer_make(n, h, d, 200 + c);
+        double *dWr = malloc(h * d * sizeof *dWr);
+        double *dbr = malloc(h * sizeof *dbr);
+        double *dXr = malloc(n * d * sizeof *dXr);
+        uint64_t *fixed = fixed_bits_make(&key, TEST_P, h, d);
+        /* Bound on the terms of every dW, db and dX entry: |W|, |X|, |dZ|,
+         * |b| <= 1 and |m| below 1 / (1 - p) (Bernoulli) or 1 + 8 sigma. */
+        double term_max = 1.0 + 8.0 * sqrt(TEST_P / (1.0 - TEST_P));
+        double dw_tol = SUM_ORDER_TOL * (1.0 + n * term_max);
+        double dx_tol = SUM_ORDER_TOL * h * term_max;
+        double db_tol = SUM_ORDER_TOL * (1.0 + n);
+
+        ck_assert(dWr && dbr && dXr);
+        for (size_t j = 0; j < N_MASKED + 1; j++) {
+            enum pnd_scheme s = j < N_MASKED ? masked_schemes[j]
+                                             : PND_SCHEME_NONE;
+            struct pnd_mask_spec spec = { s, TEST_P, NULL };
+
+            if (s == PND_SCHEME_FIXED_MASK)
+                spec.fixed_bits = fixed;
+            /* Start from nonzero gradients: the passes must add to them. */
+            for (size_t i = 0; i < h * d; i++)
+                L.dW[i] = dWr[i] = 0.5;
+            for (size_t u = 0; u < h; u++)
+                L.db[u] = dbr[u] = -0.25;
+            ck_assert_int_eq(pnd_layer_backward(&spec, &key, n, h, d, L.W,
+                                                L.X, L.dZ, L.dW, L.db, L.dX,
+                                                L.w), PND_OK);
+            ck_assert_int_eq(pnd_layer_backward_reference(&spec, &key, n, h,
+                                                          d, L.W, L.X, L.dZ,
+                                                          dWr, dbr, dXr),
+                             PND_OK);
+            for (size_t i = 0; i < h * d; i++)
+                ck_assert_double_eq_tol(L.dW[i], dWr[i], dw_tol);
+            for (size_t u = 0; u < h; u++)
+                ck_assert_double_eq_tol(L.db[u], dbr[u], db_tol);
+            for (size_t i = 0; i < n * d; i++)
+                ck_assert_double_eq_tol(L.dX[i], dXr[i], dx_tol);
+        }
+        free(fixed);
+        free(dWr);
+        free(dbr);
+        free(dXr);
+        layer_free(&L);
+    }
+}
+END_TEST
+
+/* Keep fraction of every Bernoulli scheme within |z| <= 4 of 1 - p, and every
+ * kept value equal to 1 / (1 - p). */
+START_TEST(test_mask_keep_fraction)
+{
+    static const double ps[] = { 0.05, 0.3, 0.8 };
+    static const enum pnd_scheme bernoulli[] = {
+        PND_SCHEME_DROPOUT, PND_SCHEME_DROPCONNECT, PND_SCHEME_PERNODEDROP,
+        PND_SCHEME_FIXED_MASK,
+    };
+    size_t h = 64, d = 1000;
+    double *M = malloc(h * d * sizeof *M);
+    struct pnd_mask_key key = test_key();
+
+    ck_assert_ptr_nonnull(M);
+    for (size_t a = 0; a < sizeof ps / sizeof ps[0]; a++) {
+        for (size_t j = 0; j < sizeof bernoulli / sizeof bernoulli[0]; j++) {
+            struct pnd_mask_spec spec = { bernoulli[j], ps[a], NULL };
+            double scale = 1.0 / (1.0 - ps[a]);
+            /* The input scheme has d variables, the others h d. */
+            size_t n_vars = bernoulli[j] == PND_SCHEME_DROPOUT ? d : h * d;
+            double kept = 0.0, mean, sd;
+
+            ck_assert_int_eq(pnd_mask_values(&spec, &key, h, d, M), PND_OK);
+            for (size_t i = 0; i < n_vars; i++) {
+                ck_assert(M[i] == 0.0 || M[i] == scale);
+                kept += M[i] != 0.0;
+            }
+            mean = n_vars * (1.0 - ps[a]);
+            sd = sqrt(n_vars * ps[a] * (1.0 - ps[a]));
+            ck_assert_double_le(fabs(kept - mean), Z_MAX * sd);
+        }
+    }
+    free(M);
+}
+END_TEST
+
+/* Gaussian masks: mean 1 and variance p / (1 - p), each within |z| <= 4
+ * (standard error of the sample variance of normals: s2 sqrt(2 / (N - 1))). */
+START_TEST(test_mask_gaussian_moments)
+{
+    size_t h = 100, d = 200;
+    double p = 0.4, s2 = p / (1.0 - p);
+    double *M = malloc(h * d * sizeof *M);
+    struct pnd_mask_key key = test_key();
+    static const enum pnd_scheme gaussian[] = {
+        PND_SCHEME_PERNODEDROP_GAUSSIAN, PND_SCHEME_GAUSSIAN_DROPOUT,
+    };
+
+    ck_assert_ptr_nonnull(M);
+    for (size_t j = 0; j < 2; j++) {
+        struct pnd_mask_spec spec = { gaussian[j], p, NULL };
+        size_t N = gaussian[j] == PND_SCHEME_GAUSSIAN_DROPOUT ? d : h * d;
+        double sum = 0.0, sum2 = 0.0, mean, var;
+
+        /* Gaussian dropout has only d variables per sample: pool samples. */
+        size_t n_samples = gaussian[j] == PND_SCHEME_GAUSSIAN_DROPOUT ? h : 1;
+
+        for (size_t k = 0; k < n_samples; k++) {
+            struct pnd_mask_key kk = key;
+
+            kk.sample = k;
+            ck_assert_int_eq(pnd_mask_values(&spec, &kk, h, d, M), PND_OK);
+            for (size_t i = 0; i < N; i++) {
+                sum += M[i];
+                sum2 += (M[i] - 1.0) * (M[i] - 1.0);
+            }
+        }
+        N *= n_samples;
+        mean = sum / N;
+        var = (sum2 - N * (mean - 1.0) * (mean - 1.0)) / (N - 1);
+        ck_assert_double_le(fabs(mean - 1.0), Z_MAX * sqrt(s2 / N));
+        ck_assert_double_le(fabs(var - s2), Z_MAX * s2 * sqrt(2.0 / (N - 1)));
+    }
+    free(M);
+}
+END_TEST
+
+/* Which masks change with the sample and the step, and which are shared. */
+START_TEST(test_mask_sharing)
+{
+    size_t h = 4, d = 70;
+    double *M0 = malloc(h * d * sizeof *M0);
+    double *M1 = malloc(h * d * sizeof *M1);
+    size_t bytes = h * d * sizeof *M0;
+
+    ck_assert(M0 && M1);
+    for (size_t j = 0; j < N_MASKED; j++) {
+        enum pnd_scheme s = masked_schemes[j];
+        struct pnd_mask_spec spec = { s, TEST_P, NULL };
+        struct pnd_mask_key k0 = test_key(), k1 = k0, k2 = k0;
+        bool per_sample = s != PND_SCHEME_DROPCONNECT
+                          && s != PND_SCHEME_FIXED_MASK;
+
+        k1.sample++;
+        k2.step++;
+        ck_assert_int_eq(pnd_mask_values(&spec, &k0, h, d, M0), PND_OK);
+        ck_assert_int_eq(pnd_mask_values(&spec, &k1, h, d, M1), PND_OK);
+        ck_assert_int_eq(memcmp(M0, M1, bytes) != 0, per_sample);
+        ck_assert_int_eq(pnd_mask_values(&spec, &k2, h, d, M1), PND_OK);
+        ck_assert_int_eq(memcmp(M0, M1, bytes) != 0,
+                         s != PND_SCHEME_FIXED_MASK);
+    }
+    /* Per-connection schemes give every receiving node its own row. */
+    struct pnd_mask_spec spec = { PND_SCHEME_PERNODEDROP, TEST_P, NULL };
+    struct pnd_mask_key key = test_key();
+
+    ck_assert_int_eq(pnd_mask_values(&spec, &key, h, d, M0), PND_OK);
+    ck_assert(memcmp(M0, M0 + d, d * sizeof *M0) != 0);
+    free(M0);
+    free(M1);
+}
+END_TEST
+
+/* One call on n samples equals n calls on consecutive key.sample. The
+ * per-sample kernels must agree bit for bit; the GEMM-based schemes may
+ * block differently for a different number of rows, hence SUM_ORDER_TOL. */
+START_TEST(test_mask_chunking_independent)
+{
+    size_t n = 37, h = 6, d = 100;
+    struct layer L = layer_make(n, h, d, 300);
+    double *Z1 = malloc(n * h * sizeof *Z1);
+    double *dX1 = malloc(n * d * sizeof *dX1);
+    double *dW1 = calloc(h * d, sizeof *dW1);
+
+    ck_assert(Z1 && dX1 && dW1);
+    for (size_t j = 0; j < N_MASKED; j++) {
+        enum pnd_scheme s = masked_schemes[j];
+        struct pnd_mask_spec spec = { s, TEST_P, NULL };
+        struct pnd_mask_key key = test_key();
+        bool per_sample_kernel = s == PND_SCHEME_PERNODEDROP
+                                 || s == PND_SCHEME_PERNODEDROP_GAUSSIAN;
+
+        memset(L.dW, 0, h * d * sizeof *L.dW);
+        memset(dW1, 0, h * d * sizeof *dW1);
+        ck_assert_int_eq(pnd_layer_forward(&spec, &key, n, h, d, L.W, L.b,
+                                           L.X, L.Z, L.w), PND_OK);
+        ck_assert_int_eq(pnd_layer_backward(&spec, &key, n, h, d, L.W, L.X,
+                                            L.dZ, L.dW, NULL, L.dX, L.w),
+                         PND_OK);
+        for (size_t k = 0; k < n; k++) {
+            struct pnd_mask_key kk = key;
+
+            kk.sample = key.sample + k;
+            ck_assert_int_eq(pnd_layer_forward(&spec, &kk, 1, h, d, L.W, L.b,
+                                               L.X + k * d, Z1 + k * h, L.w),
+                             PND_OK);
+            ck_assert_int_eq(pnd_layer_backward(&spec, &kk, 1, h, d, L.W,
+                                                L.X + k * d, L.dZ + k * h,
+                                                dW1, NULL, dX1 + k * d, L.w),
+                             PND_OK);
+        }
+        if (per_sample_kernel) {
+            ck_assert(memcmp(L.Z, Z1, n * h * sizeof *Z1) == 0);
+            ck_assert(memcmp(L.dX, dX1, n * d * sizeof *dX1) == 0);
+        }
+        for (size_t i = 0; i < n * h; i++)
+            ck_assert_double_eq_tol(L.Z[i], Z1[i],
+                                    SUM_ORDER_TOL * 4.0 * (1 + d));
+        for (size_t i = 0; i < n * d; i++)
+            ck_assert_double_eq_tol(L.dX[i], dX1[i],
+                                    SUM_ORDER_TOL * 4.0 * (1 + h));
+        /* dW sums over samples in another order here, even per sample. */
+        for (size_t i = 0; i < h * d; i++)
+            ck_assert_double_eq_tol(L.dW[i], dW1[i],
+                                    SUM_ORDER_TOL * 4.0 * (1 + n));
+    }
+    free(Z1);
+    free(dX1);
+    free(dW1);
+    layer_free(&L);
+}
+END_TEST
+
+/* p = 0 takes the unmasked path: every scheme equals none bit for bit. */
+START_TEST(test_mask_p_zero_is_unmasked)
+{
+    size_t n = 5, h = 7, d = 90;
+    struct layer L = layer_make(n, h, d, 400);
+    struct pnd_mask_spec none = { PND_SCHEME_NONE, 0.0, NULL };
+    struct pnd_mask_key key = test_key();
+    double *Z0 = malloc(n * h * sizeof *Z0);
+    double *dW0 = calloc(h * d, sizeof *dW0);
+    double *db0 = calloc(h, sizeof *db0);
+    double *dX0 = malloc(n * d * sizeof *dX0);
+
+    ck_assert(Z0 && dW0 && db0 && dX0);
+    ck_assert_int_eq(pnd_layer_forward(&none, NULL, n, h, d, L.W, L.b, L.X,
+                                       Z0, NULL), PND_OK);
+    ck_assert_int_eq(pnd_layer_backward(&none, NULL, n, h, d, L.W, L.X, L.dZ,
+                                        dW0, db0, dX0, NULL), PND_OK);
+    for (size_t j = 0; j < N_MASKED; j++) {
+        struct pnd_mask_spec spec = { masked_schemes[j], 0.0, NULL };
+
+        memset(L.dW, 0, h * d * sizeof *L.dW);
+        memset(L.db, 0, h * sizeof *L.db);
+        ck_assert_int_eq(pnd_layer_forward(&spec, &key, n, h, d, L.W, L.b,
+                                           L.X, L.Z, L.w), PND_OK);
+        ck_assert_int_eq(pnd_layer_backward(&spec, &key, n, h, d, L.W, L.X,
+                                            L.dZ, L.dW, L.db, L.dX, L.w),
+                         PND_OK);
+        ck_assert(memcmp(L.Z, Z0, n * h * sizeof *Z0) == 0);
+        ck_assert(memcmp(L.dW, dW0, h * d * sizeof *dW0) == 0);
+        ck_assert(memcmp(L.db, db0, h * sizeof *db0) == 0);
+        ck_assert(memcmp(L.dX, dX0, n * d * sizeof *dX0) == 0);
+    }
+    free(Z0);
+    free(dW0);
+    free(db0);
+    free(dX0);
+    layer_free(&L);
+}
+END_TEST
+
+/* fixed-mask: the same output at every step and sample, whether the bits
+ * come from pnd_mask_fixed_bits or are drawn inside the call. */
+START_TEST(test_mask_fixed_across_steps)
+{
+    size_t n = 3, h = 5, d = 130;
+    struct layer L = layer_make(n, h, d, 500);
+    struct pnd_mask_key key = test_key(), later = key;
+    uint64_t *fixed = fixed_bits_make(&key, TEST_P, h, d);
+    struct pnd_mask_spec with_bits = { PND_SCHEME_FIXED_MASK, TEST_P, fixed };
+    struct pnd_mask_spec drawn = { PND_SCHEME_FIXED_MASK, TEST_P, NULL };
+    double *Z1 = malloc(n * h * sizeof *Z1);
+
+    ck_assert_ptr_nonnull(Z1);
+    later.step += 99;
+    later.sample += 5;
+    ck_assert_int_eq(pnd_layer_forward(&with_bits, &key, n, h, d, L.W, L.b,
+                                       L.X, L.Z, L.w), PND_OK);
+    ck_assert_int_eq(pnd_layer_forward(&drawn, &later, n, h, d, L.W, L.b, L.X,
+                                       Z1, L.w), PND_OK);
+    ck_assert(memcmp(L.Z, Z1, n * h * sizeof *Z1) == 0);
+    /* The unused bits of the last word of each row are cleared. */
+    for (size_t u = 0; u < h; u++)
+        ck_assert_uint_eq(fixed[u * 3 + 2] >> (d % 64), 0);
+    free(Z1);
+    free(fixed);
+    layer_free(&L);
+}
+END_TEST
+
+/* Loss f = sum_ku c_ku z_ku + 1/2 z_ku^2 with the masks held fixed by the
+ * keys; its gradient with respect to Z is dZ = c + Z. */
+static double
+quadratic_loss(const struct pnd_mask_spec *spec,
+               const struct pnd_mask_key *key, struct layer *L,
+               const double *c /* (n, h) */)
+{
+    double f = 0.0;
+
+    ck_assert_int_eq(pnd_layer_forward(spec, key, L->n, L->h, L->d, L->W,
+                                       L->b, L->X, L->Z, L->w), PND_OK);
+    for (size_t j = 0; j < L->n * L->h; j++)
+        f += c[j] * L->Z[j] + 0.5 * L->Z[j] * L->Z[j];
+    return f;
+}
+
+static double
+central_difference(const struct pnd_mask_spec *spec,
+                   const struct pnd_mask_key *key, struct layer *L,
+                   const double *c, double *param)
+{
+    double saved = *param, fp, fm;
+
+    *param = saved + FD_STEP;
+    fp = quadratic_loss(spec, key, L, c);
+    *param = saved - FD_STEP;
+    fm = quadratic_loss(spec, key, L, c);
+    *param = saved;
+    return (fp - fm) / (2.0 * FD_STEP);
+}
+
+START_TEST(test_mask_gradient_finite_differences)
+{
+    size_t n = 3, h = 4, d = 67;
+    struct pnd_mask_key key = test_key();
+
+    for (size_t j = 0; j < N_MASKED + 1; j++) {
+        enum pnd_scheme s = j < N_MASKED ? masked_schemes[j] : PND_SCHEME_NONE;
+        struct pnd_mask_spec spec = { s, TEST_P, NULL };
+        struct layer L = layer_make(n, h, d, 600 + j);
+        double *c = L.dZ;    /* the loss coefficients; dZ is rebuilt below */
+        double *dZ = malloc(n * h * sizeof *dZ);
+
+        ck_assert_ptr_nonnull(dZ);
+        quadratic_loss(&spec, &key, &L, c);
+        for (size_t i = 0; i < n * h; i++)
+            dZ[i] = c[i] + L.Z[i];
+        memset(L.dW, 0, h * d * sizeof *L.dW);
+        memset(L.db, 0, h * sizeof *L.db);
+        ck_assert_int_eq(pnd_layer_backward(&spec, &key, n, h, d, L.W, L.X,
+                                            dZ, L.dW, L.db, L.dX, L.w),
+                         PND_OK);
+        for (size_t i = 0; i < h * d; i++) {
+            double g = central_difference(&spec, &key, &L, c, &L.W[i]);
+
+            ck_assert_double_eq_tol(L.dW[i], g, FD_TOL * (1 + fabs(g)));
+        }
+        for (size_t u = 0; u < h; u++) {
+            double g = central_difference(&spec, &key, &L, c, &L.b[u]);
+
+            ck_assert_double_eq_tol(L.db[u], g, FD_TOL * (1 + fabs(g)));
+        }
+        for (size_t i = 0; i < n * d; i++) {
+            double g = central_difference(&spec, &key, &L, c, &L.X[i]);
+
+            ck_assert_double_eq_tol(L.dX[i], g, FD_TOL * (1 + fabs(g)));
+        }
+        free(dZ);
+        layer_free(&L);
+    }
+}
+END_TEST
+
+/* --- Limits --------------------------------------------------------------- */
+
+START_TEST(test_mask_invalid_p)
+{
+    static const double bad[] = { -0.1, 1.0, 1.5, -INFINITY };
+
+    for (size_t j = 0; j < sizeof bad / sizeof bad[0]; j++) {
+        ck_assert_int_eq(pnd_check_p(bad[j], "--p"), PND_EINVAL);
+        ck_assert_ptr_nonnull(strstr(pnd_error_message(), "--p"));
+        ck_assert_ptr_nonnull(strstr(pnd_error_message(), "0 <= p < 1"));
+    }
+    ck_assert_int_eq(pnd_check_p(NAN, "train.p"), PND_EINVAL);
+    ck_assert_ptr_nonnull(strstr(pnd_error_message(), "train.p"));
+    ck_assert_int_eq(pnd_check_p(0.0, "--p"), PND_OK);
+    ck_assert_int_eq(pnd_check_p(0.999, "--p"), PND_OK);
+
+    /* The layer passes check p too. */
+    size_t h = 2, d = 3;
+    struct layer L = layer_make(1, h, d, 700);
+    struct pnd_mask_spec spec = { PND_SCHEME_PERNODEDROP, 1.0, NULL };
+    struct pnd_mask_key key = test_key();
+
+    ck_assert_int_eq(pnd_layer_forward(&spec, &key, 1, h, d, L.W, L.b, L.X,
+                                       L.Z, L.w), PND_EINVAL);
+    spec.p = NAN;
+    ck_assert_int_eq(pnd_layer_backward(&spec, &key, 1, h, d, L.W, L.X, L.dZ,
+                                        L.dW, NULL, NULL, L.w), PND_EINVAL);
+    ck_assert_int_eq(pnd_mask_fixed_bits(1, 0, -0.5, h, d, NULL), PND_EINVAL);
+    layer_free(&L);
+}
+END_TEST
+
+START_TEST(test_mask_invalid_scheme)
+{
+    enum pnd_scheme s = PND_SCHEME_NONE;
+    struct pnd_mask_spec spec = { PND_SCHEME_COUNT, 0.1, NULL };
+    struct layer L = layer_make(1, 2, 3, 800);
+    struct pnd_mask_key key = test_key();
+
+    ck_assert_int_eq(pnd_scheme_parse("per-node-drop", &s), PND_EINVAL);
+    ck_assert_ptr_nonnull(strstr(pnd_error_message(), "per-node-drop"));
+    ck_assert_ptr_nonnull(strstr(pnd_error_message(), "pernodedrop-gaussian"));
+    ck_assert_int_eq(pnd_scheme_parse(NULL, &s), PND_EINVAL);
+    ck_assert_int_eq(pnd_scheme_parse("", &s), PND_EINVAL);
+    ck_assert_int_eq(s, PND_SCHEME_NONE);
+    ck_assert_str_eq(pnd_scheme_name(PND_SCHEME_COUNT), "invalid");
+    ck_assert_int_eq(pnd_layer_forward(&spec, &key, 1, 2, 3, L.W, L.b, L.X,
+                                       L.Z, L.w), PND_EINVAL);
+    ck_assert_int_eq(pnd_layer_forward(NULL, &key, 1, 2, 3, L.W, L.b, L.X,
+                                       L.Z, L.w), PND_EINVAL);
+    layer_free(&L);
+}
+END_TEST
+
+START_TEST(test_mask_zero_dimensions)
+{
+    struct layer L = layer_make(2, 3, 4, 900);
+    struct pnd_mask_spec spec = { PND_SCHEME_PERNODEDROP, TEST_P, NULL };
+    struct pnd_mask_key key = test_key();
+    uint64_t bits[3];
+    double M[12];
+
+    ck_assert_ptr_null(pnd_mask_workspace_alloc(0, 4));
+    ck_assert_ptr_null(pnd_mask_workspace_alloc(3, 0));
+    pnd_mask_workspace_free(NULL);
+    ck_assert_int_eq(pnd_layer_forward(&spec, &key, 2, 0, 4, L.W, L.b, L.X,
+                                       L.Z, L.w), PND_EINVAL);
+    ck_assert_int_eq(pnd_layer_forward(&spec, &key, 2, 3, 0, L.W, L.b, L.X,
+                                       L.Z, L.w), PND_EINVAL);
+    ck_assert_int_eq(pnd_layer_backward(&spec, &key, 2, 0, 4, L.W, L.X, L.dZ,
+                                        L.dW, L.db, L.dX, L.w), PND_EINVAL);
+    ck_assert_int_eq(pnd_mask_values(&spec, &key, 0, 4, M), PND_EINVAL);
+    ck_assert_int_eq(pnd_mask_fixed_bits(1, 0, TEST_P, 3, 0, bits),
+                     PND_EINVAL);
+    ck_assert_int_eq(pnd_layer_forward_reference(&spec, &key, 2, 3, 0, L.W,
+                                                 L.b, L.X, L.Z), PND_EINVAL);
+
+    /* An empty batch is valid and leaves the outputs alone. */
+    L.Z[0] = 42.0;
+    ck_assert_int_eq(pnd_layer_forward(&spec, &key, 0, 3, 4, L.W, L.b, L.X,
+                                       L.Z, L.w), PND_OK);
+    ck_assert_double_eq(L.Z[0], 42.0);
+    ck_assert_int_eq(pnd_layer_backward(&spec, &key, 0, 3, 4, L.W, L.X, L.dZ,
+                                        L.dW, L.db, L.dX, L.w), PND_OK);
+    layer_free(&L);
+}
+END_TEST
+
+/* NULL db, dX and b are optional and change nothing else; NULL key and
+ * workspace are accepted only for an unmasked layer. */
+START_TEST(test_mask_null_optional_outputs)
+{
+    size_t n = 4, h = 3, d = 66;
+    struct layer L = layer_make(n, h, d, 1000);
+    struct pnd_mask_key key = test_key();
+    double *dW1 = calloc(h * d, sizeof *dW1);
+    double *Z1 = malloc(n * h * sizeof *Z1);
+    double *b0 = calloc(h, sizeof *b0);
+    struct pnd_mask_spec none = { PND_SCHEME_NONE, 0.5, NULL };
+
+    ck_assert(dW1 && Z1 && b0);
+    for (size_t j = 0; j < N_MASKED; j++) {
+        struct pnd_mask_spec spec = { masked_schemes[j], TEST_P, NULL };
+
+        memset(L.dW, 0, h * d * sizeof *L.dW);
+        memset(dW1, 0, h * d * sizeof *dW1);
+        ck_assert_int_eq(pnd_layer_backward(&spec, &key, n, h, d, L.W, L.X,
+                                            L.dZ, L.dW, L.db, L.dX, L.w),
+                         PND_OK);
+        ck_assert_int_eq(pnd_layer_backward(&spec, &key, n, h, d, L.W, L.X,
+                                            L.dZ, dW1, NULL, NULL, L.w),
+                         PND_OK);
+        ck_assert(memcmp(L.dW, dW1, h * d * sizeof *dW1) == 0);
+
+        ck_assert_int_eq(pnd_layer_forward(&spec, &key, n, h, d, L.W, NULL,
+                                           L.X, L.Z, L.w), PND_OK);
+        ck_assert_int_eq(pnd_layer_forward(&spec, &key, n, h, d, L.W, b0,
+                                           L.X, Z1, L.w), PND_OK);
+        ck_assert(memcmp(L.Z, Z1, n * h * sizeof *Z1) == 0);
+
+        ck_assert_int_eq(pnd_layer_forward(&spec, NULL, n, h, d, L.W, L.b,
+                                           L.X, L.Z, L.w), PND_EINVAL);
+        ck_assert_int_eq(pnd_layer_forward(&spec, &key, n, h, d, L.W, L.b,
+                                           L.X, L.Z, NULL), PND_EINVAL);
+        ck_assert_int_eq(pnd_layer_backward(&spec, &key, n, h, d, L.W, L.X,
+                                            L.dZ, NULL, NULL, NULL, L.w),
+                         PND_EINVAL);
+    }
+    ck_assert_int_eq(pnd_layer_forward(&none, NULL, n, h, d, L.W, L.b, L.X,
+                                       L.Z, NULL), PND_OK);
+    free(dW1);
+    free(Z1);
+    free(b0);
+    layer_free(&L);
+}
+END_TEST
+
+START_TEST(test_mask_workspace_too_small)
+{
+    struct layer L = layer_make(1, 4, 10, 1100);
+    struct pnd_mask_workspace *small = pnd_mask_workspace_alloc(4, 9);
+    struct pnd_mask_spec spec = { PND_SCHEME_DROPCONNECT, TEST_P, NULL };
+    struct pnd_mask_key key = test_key();
+
+    ck_assert_ptr_nonnull(small);
+    ck_assert_int_eq(pnd_layer_forward(&spec, &key, 1, 4, 10, L.W, L.b, L.X,
+                                       L.Z, small), PND_EINVAL);
+    ck_assert_ptr_nonnull(strstr(pnd_error_message(), "workspace"));
+    /* A larger workspace serves a smaller layer. */
+    ck_assert_int_eq(pnd_layer_forward(&spec, &key, 1, 3, 8, L.W, L.b, L.X,
+                                       L.Z, L.w), PND_OK);
+    pnd_mask_workspace_free(small);
+    layer_free(&L);
+}
+END_TEST
+
+START_TEST(test_mask_non_finite_input)
+{
+    struct layer L = layer_make(2, 3, 5, 1200);
+    struct pnd_mask_key key = test_key();
+
+    /* A NaN input reaches Z on the unmasked path and through the masked
+     * weights of dropconnect (a dropped connection still multiplies it by
+     * 0, and 0 * NaN is NaN in the GEMM). */
+    L.X[6] = NAN;
+    struct pnd_mask_spec spec = { PND_SCHEME_PERNODEDROP, 0.0, NULL };
+
+    ck_assert_int_eq(pnd_layer_forward(&spec, &key, 2, 3, 5, L.W, L.b, L.X,
+                                       L.Z, L.w), PND_ENUMERIC);
+    ck_assert_ptr_nonnull(strstr(pnd_error_message(), "not finite"));
+    spec.scheme = PND_SCHEME_DROPCONNECT;
+    spec.p = 0.1;
+    ck_assert_int_eq(pnd_layer_forward(&spec, &key, 2, 3, 5, L.W, L.b, L.X,
+                                       L.Z, L.w), PND_ENUMERIC);
+    layer_free(&L);
+}
+END_TEST
+
+Suite *
+pnd_mask_suite(void)
+{
+    Suite *s = suite_create("mask");
+    TCase *core = tcase_create("Core");
+    TCase *limits = tcase_create("Limits");
+
+    tcase_set_timeout(core, 30);
+    tcase_add_test(core, test_mask_names_round_trip);
+    tcase_add_test(core, test_mask_noise_moments);
+    tcase_add_test(core, test_mask_draw_order);
+    tcase_add_test(core, test_mask_forward_matches_reference);
+    tcase_add_test(core, test_mask_backward_matches_reference);
+    tcase_add_test(core, test_mask_keep_fraction);
+    tcase_add_test(core, test_mask_gaussian_moments);
+    tcase_add_test(core, test_mask_sharing);
+    tcase_add_test(core, test_mask_chunking_independent);
+    tcase_add_test(core, test_mask_p_zero_is_unmasked);
+    tcase_add_test(core, test_mask_fixed_across_steps);
+    tcase_add_test(core, test_mask_gradient_finite_differences);
+    suite_add_tcase(s, core);
+
+    tcase_add_test(limits, test_mask_invalid_p);
+    tcase_add_test(limits, test_mask_invalid_scheme);
+    tcase_add_test(limits, test_mask_zero_dimensions);
+    tcase_add_test(limits, test_mask_null_optional_outputs);
+    tcase_add_test(limits, test_mask_workspace_too_small);
+    tcase_add_test(limits, test_mask_non_finite_input);
+    suite_add_tcase(s, limits);
+    return s;
+}

@@ -9,6 +9,10 @@
 /* One constructor per module; add a module's suite here and in suites.h. */
 static Suite *(*const suites[])(void) = {
     pnd_error_suite,
+    pnd_rng_suite,
+    pnd_config_suite,
+    pnd_mask_suite,
+    pnd_analysis_suite,
 };
 
 const char *

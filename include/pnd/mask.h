@@ -65,6 +65,14 @@ struct pnd_noise_moments {
 };
 struct pnd_noise_moments pnd_noise_moments(enum pnd_scheme scheme, double p);
 
+/* First coordinate that pnd_rng_derive receives for a mask of the given
+ * scheme ("mask" in ASCII, then the scheme number), so that the streams of
+ * different schemes, and of masks and other draws, never coincide. The full
+ * tuples are (tag, layer, step, sample) for the per-sample schemes,
+ * (tag, layer, step) for dropconnect and (tag, layer) for fixed-mask; the
+ * draw order within a stream is given in docs/masks.md. */
+#define PND_MASK_TAG(scheme) (UINT64_C(0x6d61736b00000000) | (uint64_t) (scheme))
+
 /* Coordinates of one mask draw. */
 struct pnd_mask_key {
     uint64_t seed;
@@ -116,10 +124,26 @@ int pnd_layer_forward_reference(const struct pnd_mask_spec *spec,
                                 size_t h, size_t d, const double *W,
                                 const double *b, const double *X, double *Z);
 
+/* Backward pass computed plainly from the same masks as
+ * pnd_layer_backward, which it checks. */
+int pnd_layer_backward_reference(const struct pnd_mask_spec *spec,
+                                 const struct pnd_mask_key *key, size_t n,
+                                 size_t h, size_t d, const double *W,
+                                 const double *X, const double *dZ,
+                                 double *dW, double *db, double *dX);
+
 /* The mask value m_ui of one sample, as the kernels use it: for the input
  * schemes it is the same for every u. For tests and small enumerations. */
 int pnd_mask_values(const struct pnd_mask_spec *spec,
                     const struct pnd_mask_key *key, size_t h, size_t d,
                     double *M /* (h, d) */);
+
+/* Time one layer pass on random data, for pnd bench: repeats
+ * pnd_layer_forward (backward = false) or pnd_layer_backward with dX
+ * (backward = true) of n samples, with a new step each time, for at least
+ * min_seconds of wall-clock time, and writes the masked connections
+ * processed per second, n h d per call, to rate. */
+int pnd_mask_bench(enum pnd_scheme scheme, double p, size_t n, size_t h,
+                   size_t d, bool backward, double min_seconds, double *rate);
 
 #endif

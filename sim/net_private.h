@@ -1,0 +1,25 @@
+/* Layout of the network workspace, shared by the files of sim/ only. */
+#ifndef PND_SIM_NET_PRIVATE_H
+#define PND_SIM_NET_PRIVATE_H
+
+#include "pnd/mask.h"
+#include "pnd/net.h"
+
+struct pnd_net_workspace {
+    size_t n_layers;
+    size_t width_max;                    /* largest d_in, d_out or n_out */
+    double **z;                          /* (n_layers) pre-activations, each (d_out) */
+    double **a;                          /* (n_layers) activations, each (d_out) */
+    double *y;                           /* (n_out) network output */
+    double *dy;                          /* (n_out) dl/dy */
+    double *da;                          /* (width_max) dl/d activation */
+    double *dz;                          /* (width_max) dl/dz */
+    double *masked_W;                    /* (largest d_out * d_in) W o M */
+    struct pnd_mask_workspace **mask_w;  /* (n_layers) */
+};
+
+/* Output y (n_out) of the clean network for one input x (d); points into w. */
+const double *pnd_net_output_clean(const struct pnd_net *net, const double *x,
+                                   struct pnd_net_workspace *w);
+
+#endif
