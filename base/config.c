@@ -30,7 +30,7 @@
 #include "pnd/fileio.h"
 
 /* inih reads each line into a buffer of INI_MAX_LINE bytes, which must also
- * hold "\r\n\0"; a longer line would be cut and its rest parsed as a new
+ * hold "\r\n\0". A longer line would be cut, and its rest parsed as a new
  * line. */
 #define LINE_LENGTH_MAX (INI_MAX_LINE - 3)
 /* Lists that pnd_config_write prints wrap after this many items. */

@@ -61,7 +61,8 @@ def solve_r():
 def main():
     r = solve_r()
     x, excess = boundaries(r)
-    assert len(x) == N_LAYERS + 1 and abs(excess) < 1e-12, excess
+    assert len(x) == N_LAYERS + 1, len(x)
+    assert abs(excess) < 1e-12, excess
     scale = 2.0 ** 53
     thresholds = [math.ceil(scale * x[i + 1] / x[i]) for i in range(N_LAYERS)]
     widths = [x[i] / scale for i in range(N_LAYERS)]

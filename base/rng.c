@@ -11,15 +11,13 @@
  *   pcg64-dxsm  outputs DXSM of the old state, then steps the 128-bit LCG
  *               whose multiplier is the 64-bit constant PND_PCG_CHEAP_MULTIPLIER.
  *
- * advance uses the O(log n) jump for an affine map x -> a x + c (F. B. Brown,
- * "Random number generation with arbitrary strides", Trans. Am. Nucl. Soc.
- * 71, 1994): the map applied n times is again affine, and its coefficients
- * follow from the binary digits of n. A negative jump is the same jump
+ * advance uses the O(log n) jump for the affine map x -> a x + c: the map
+ * applied n times is again affine, and its coefficients follow from the
+ * binary digits of n by repeated squaring. A negative jump is the same jump
  * modulo the period.
  *
- * Bounded integers use Lemire's multiply-and-reject method (D. Lemire, "Fast
- * Random Integer Generation in an Interval", ACM TOMACS 29, 2019), which is
- * unbiased and needs a division only on the rare rejection path.
+ * Bounded integers use Lemire's multiply-and-reject method. It is unbiased
+ * and needs a division only on the rare path where a rejection is possible.
  */
 #include <config.h>
 

@@ -6,9 +6,9 @@
  *     h = mix(seed + K)
  *     h = mix(h ^ (c_i + K))          for each coordinate in order
  *     h = mix(h ^ (n + K))            the tuple length ends the chain
- * where mix is the SplitMix64 finalizer (G. Steele, D. Lea, C. Flood, "Fast
- * Splittable Pseudorandom Number Generators", OOPSLA 2014), a bijection of
- * 64-bit words. The generator is then pnd_pcg64dxsm_init(initstate, stream).
+ * where mix is the SplitMix64 finalizer (xor-shifts and multiplications by
+ * odd constants), a bijection of 64-bit words. The generator is then
+ * pnd_pcg64dxsm_init(initstate, stream).
  *
  * What this guarantees, and what it does not:
  * - Derivation is a pure function: the same tuple gives the same generator
@@ -27,7 +27,8 @@
  *   starting points independently in the period of 2^128, and the DXSM
  *   output function is designed to hide such affine relations. check_rng.c
  *   measures correlations between neighbouring derived streams at a 4 sigma
- *   bound. None of this holds against an adversary who chooses the tuples.
+ *   bound. None of this is guaranteed against an adversary who chooses the
+ *   tuples.
  */
 #include <config.h>
 
@@ -80,10 +81,8 @@ void
 pnd_rng_derive_gsl(gsl_rng *r, uint64_t seed, const uint64_t *coords,
                    size_t n_coords)
 {
-    pnd_pcg64 *state = pnd_rng_gsl_state64(r);
-
-    if (state == NULL)
+    if (r == NULL || r->type != pnd_gsl_rng_pcg64dxsm)
         GSL_ERROR_VOID("pnd_rng_derive_gsl needs a generator of type "
-                       "pnd_gsl_rng_pcg64dxsm or pnd_gsl_rng_pcg64", GSL_EINVAL);
-    pnd_rng_derive(state, seed, coords, n_coords);
+                       "pnd_gsl_rng_pcg64dxsm", GSL_EINVAL);
+    pnd_rng_derive(r->state, seed, coords, n_coords);
 }

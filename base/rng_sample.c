@@ -14,21 +14,47 @@
  *
  * Normals. The ziggurat of G. Marsaglia and W. W. Tsang, "The Ziggurat
  * Method for Generating Random Variables", J. Stat. Softw. 5(8), 2000, with
- * 256 layers (tables from base/make_ziggurat.py) and the tail method of
- * G. Marsaglia, "Generating a variable from the tail of the normal
- * distribution", Technometrics 6, 1964. One 64-bit word gives the layer
- * (bits 0-7), the sign (bit 8) and a 53-bit uniform (bits 11-63); about 99%
+ * 256 layers (tables from base/make_ziggurat.py) and Marsaglia's 1964 tail
+ * method: x = r + a with a = -ln(u1) / r, accepted when -2 ln(u2) >= a^2.
+ * One 64-bit word gives the layer
+ * (bits 0-7), the sign (bit 8) and a 53-bit uniform (bits 11-63); 98.5%
  * of draws end after that one word.
  */
 #include <config.h>
 
 #include <math.h>
+#include <string.h>
 
 #include "base/rng_ziggurat.h"
 #include "pnd/rng.h"
 
 /* Digits of q are at most 1074 (the smallest subnormal is 2^-1074). */
 #define BERNOULLI_MAX_DIGITS 1075
+
+/* Write a positive finite q as mantissa * 2^(exponent - 53) with
+ * 2^52 <= mantissa < 2^53, like frexp but without a library call: the digit
+ * of q at position k (weight 2^-k) is then bit (53 - exponent - k) of
+ * mantissa. */
+static inline void
+split_double(double q, uint64_t *mantissa, int *exponent)
+{
+    const uint64_t fraction_mask = ((uint64_t) 1 << 52) - 1;
+    uint64_t bits;
+    int biased;
+
+    memcpy(&bits, &q, sizeof bits);
+    biased = (int) (bits >> 52) & 0x7ff;
+    if (biased != 0) {
+        *mantissa = (bits & fraction_mask) | ((uint64_t) 1 << 52);
+        *exponent = biased - 1022;
+    } else {
+        /* Subnormal: q = fraction * 2^-1074; shift the leading 1 to bit 52. */
+        int shift = __builtin_clzll(bits & fraction_mask) - 11;
+
+        *mantissa = (bits & fraction_mask) << shift;
+        *exponent = -1021 - shift;
+    }
+}
 
 uint64_t
 pnd_rng_bernoulli_word(pnd_pcg64 *r, double q)
@@ -43,9 +69,7 @@ pnd_rng_bernoulli_word(pnd_pcg64 *r, double q)
     if (q >= 1.0)
         return ~(uint64_t) 0;
 
-    /* q = mantissa * 2^(exponent - 53), with mantissa odd-ended: its digit
-     * at position k (weight 2^-k) is bit (53 - exponent - k) of mantissa. */
-    mantissa = (uint64_t) ldexp(frexp(q, &exponent), 53);
+    split_double(q, &mantissa, &exponent);
     last = __builtin_ctzll(mantissa);
 
     /* Leading zero digits of q: a lane with digit 1 is above q. */
@@ -110,6 +134,19 @@ pnd_rng_bernoulli_word_ref(pnd_pcg64 *r, double q)
     return result;
 }
 
+/* x with its sign flipped when bit 8 of word is set. Flipping the sign bit
+ * directly avoids a branch that would be mispredicted half of the time. */
+static inline double
+apply_sign_bit(double x, uint64_t word)
+{
+    uint64_t bits;
+
+    memcpy(&bits, &x, sizeof bits);
+    bits ^= (word & 0x100) << 55;
+    memcpy(&x, &bits, sizeof x);
+    return x;
+}
+
 /* Marsaglia's tail method: x > r with density proportional to f(x). */
 static double
 normal_tail(pnd_pcg64 *r)
@@ -129,21 +166,20 @@ pnd_rng_normal(pnd_pcg64 *r)
     for (;;) {
         uint64_t word = pnd_pcg64dxsm_next_inline(r);
         unsigned int layer = (unsigned int) (word & 0xff);
-        double sign = (word & 0x100) ? -1.0 : 1.0;
         uint64_t uniform53 = word >> 11;
         double x = (double) uniform53 * ziggurat_width[layer];
         double y;
 
         /* Inside the rectangle that lies under the curve for the layer. */
         if (uniform53 < ziggurat_threshold[layer])
-            return sign * x;
+            return apply_sign_bit(x, word);
         if (layer == 0)
-            return sign * normal_tail(r);
+            return apply_sign_bit(normal_tail(r), word);
 
         /* Wedge: accept when a uniform height in the layer is under f(x). */
         y = ziggurat_height[layer] + pnd_pcg64dxsm_double(r)
             * (ziggurat_height[layer + 1] - ziggurat_height[layer]);
         if (y < exp(-0.5 * x * x))
-            return sign * x;
+            return apply_sign_bit(x, word);
     }
 }

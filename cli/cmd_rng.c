@@ -156,12 +156,15 @@ parse_options(int argc, char **argv, struct rng_options *opt)
     }
 
     if (opt->generator == GEN_PCG32) {
-        if (opt->seed >> 64 || opt->stream >> 64)
-            return pnd_cli_usage_error(CMD, "--seed and --stream of pcg32 must be "
-                                       "below 2^64");
+        if (opt->seed >> 64)
+            return pnd_cli_usage_error(CMD, "invalid value for --seed: pcg32 takes "
+                                       "an initstate below 2^64");
+        if (opt->stream >> 64)
+            return pnd_cli_usage_error(CMD, "invalid value for --stream: pcg32 takes "
+                                       "an initseq below 2^64");
         if (opt->advance_magnitude >> 63)
-            return pnd_cli_usage_error(CMD, "--advance of pcg32 must be in "
-                                       "(-2^63, 2^63)");
+            return pnd_cli_usage_error(CMD, "invalid value for --advance: pcg32 "
+                                       "takes a jump in (-2^63, 2^63)");
     }
     opt->advance = opt->advance_negative ? -opt->advance_magnitude
                                          : opt->advance_magnitude;

@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/wait.h>
+#include <unistd.h>
 
 #include <gsl/gsl_cdf.h>
 #include <gsl/gsl_errno.h>
@@ -34,6 +35,8 @@
 #define Z_BOUND_PER_LANE 4.5
 /* 2016 pairs of lanes: 5 sigma per pair keeps it near 0.1%. */
 #define Z_BOUND_PER_PAIR 5.0
+/* Start of the normal tail in the ziggurat (base/make_ziggurat.py). */
+#define ZIGGURAT_TAIL_START 3.6541528853610088
 
 static const uint32_t pcg32_golden[] = {
     0xa15c02b7, 0x7b47f409, 0xba1d3330, 0x83d2f293, 0xbfa4784b, 0xcbed606e
@@ -670,7 +673,7 @@ START_TEST(test_normal_moments)
         s2 += x * x;
         s3 += x * x * x;
         s4 += x * x * x * x;
-        tail += fabs(x) > 3.6541528853610088;    /* beyond the base strip */
+        tail += fabs(x) > ZIGGURAT_TAIL_START;
     }
     ck_assert_uint_eq(not_finite, 0);
     mean = s1 / n;
@@ -685,7 +688,7 @@ START_TEST(test_normal_moments)
     ck_assert_double_le(fabs(skew) / sqrt(15.0 / n), Z_BOUND);
     ck_assert_double_le(fabs(kurt - 3.0) / sqrt(96.0 / n), Z_BOUND);
     /* The tail is drawn by its own method: check its mass, 2 Q(r). */
-    tail_p = 2.0 * gsl_cdf_ugaussian_Q(3.6541528853610088);
+    tail_p = 2.0 * gsl_cdf_ugaussian_Q(ZIGGURAT_TAIL_START);
     ck_assert_double_le(fabs(binomial_z(tail, n, tail_p)), Z_BOUND);
 }
 END_TEST
@@ -746,7 +749,7 @@ END_TEST
  * 1 - Q(x) / Q(r), at the same critical value. */
 START_TEST(test_normal_tail_ks)
 {
-    const double r_tail = 3.6541528853610088;
+    const double r_tail = ZIGGURAT_TAIL_START;
     const size_t n_tail = 4000;
     double *x = malloc(n_tail * sizeof *x);    /* (n_tail) */
     double q_r = gsl_cdf_ugaussian_Q(r_tail), d = 0;
@@ -780,8 +783,12 @@ static void
 format_pnd_command(char *command, size_t size, const char *arguments)
 {
     const char *dir = getenv("PND_BUILDDIR");
+    char program[4096];
 
-    snprintf(command, size, "'%s/pnd' %s", dir && dir[0] ? dir : ".", arguments);
+    snprintf(program, sizeof program, "%s/pnd", dir && dir[0] ? dir : ".");
+    ck_assert_msg(access(program, X_OK) == 0, "program %s not found: build pnd "
+                  "first or set PND_BUILDDIR", program);
+    snprintf(command, size, "'%s' %s", program, arguments);
 }
 
 START_TEST(test_cli_pcg32_vector)
@@ -804,6 +811,31 @@ START_TEST(test_cli_pcg32_vector)
     }
     ck_assert_int_eq(pclose(out), 0);
     ck_assert_uint_eq(i, 6);
+}
+END_TEST
+
+/* 128-bit hex seed and stream: the third seeded case of rng_pcg64.txt. */
+START_TEST(test_cli_pcg64_128bit_seed)
+{
+    const char *const expected[] = {
+        "0xcd4ee4c96f35a4ff\n", "0x494fa88d079a2bda\n", "0x54fff8e81116ae47\n"
+    };
+    char command[8192], line[64];
+    FILE *out;
+    size_t i = 0;
+
+    format_pnd_command(command, sizeof command,
+                       "rng --type pcg64 --seed 0x123456789abcdeffedcba9876543210 "
+                       "--stream 0xdeadbeefcafebabe0badf00d12345678 -n 3");
+    out = popen(command, "r");
+    ck_assert_ptr_nonnull(out);
+    while (fgets(line, sizeof line, out)) {
+        ck_assert_uint_lt(i, 3);
+        ck_assert_str_eq(line, expected[i]);
+        i++;
+    }
+    ck_assert_int_eq(pclose(out), 0);
+    ck_assert_uint_eq(i, 3);
 }
 END_TEST
 
@@ -916,7 +948,7 @@ START_TEST(test_derive_empty_and_wrong_type)
     pnd_error_clear();
     pnd_rng_derive_gsl(g, 5, NULL, 0);
     ck_assert_int_ne(pnd_error_status(), PND_OK);
-    ck_assert_ptr_nonnull(strstr(pnd_error_message(), "pcg64"));
+    ck_assert_ptr_nonnull(strstr(pnd_error_message(), "pcg64dxsm"));
     gsl_set_error_handler(old);
     gsl_rng_free(g);
 }
@@ -956,6 +988,7 @@ pnd_rng_suite(void)
     tcase_add_test(core, test_normal_ks);
     tcase_add_test(core, test_normal_tail_ks);
     tcase_add_test(core, test_cli_pcg32_vector);
+    tcase_add_test(core, test_cli_pcg64_128bit_seed);
     tcase_add_test(core, test_cli_advance_and_errors);
     suite_add_tcase(s, core);
 

@@ -12,7 +12,9 @@ static Suite *(*const suites[])(void) = {
     pnd_rng_suite,
     pnd_config_suite,
     pnd_mask_suite,
+    pnd_sim_suite,
     pnd_analysis_suite,
+    pnd_train_suite,
 };
 
 const char *
