@@ -29,6 +29,18 @@ pnd_an_layer_masked(const struct pnd_layer *layer)
     return layer->mask.scheme != PND_SCHEME_NONE && layer->mask.p > 0.0;
 }
 
+/* fixed-mask is treated as the distribution of its one-time draw, which is
+ * a per-connection Bernoulli mask like dropconnect's. */
+struct pnd_noise_moments
+pnd_an_layer_noise(const struct pnd_layer *layer)
+{
+    enum pnd_scheme scheme = layer->mask.scheme;
+
+    if (scheme == PND_SCHEME_FIXED_MASK)
+        scheme = PND_SCHEME_DROPCONNECT;
+    return pnd_noise_moments(scheme, layer->mask.p);
+}
+
 static size_t
 net_width(const struct pnd_net *net)
 {
@@ -359,7 +371,7 @@ output_derivatives(const struct pnd_net *net, const struct pnd_data *data,
 }
 
 /* g_in (d) = A^T g_out and H_in (d, d) = A^T H_out A for a linear map
- * A (m, d); tmp holds (m, d). */
+ * A (m, d); tmp is scratch of (m, d). */
 static void
 pull_back(const double *A, size_t m, size_t d, const double *g_out,
           const double *H_out, double *g_in, double *H_in, double *tmp)

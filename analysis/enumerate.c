@@ -1,7 +1,7 @@
 /* Exact E[l] and Var[l] of one sample over Bernoulli masks by enumerating
- * all 2^K masks of the K mask variables of every masked layer (one per input
- * for dropout, one per connection for the other Bernoulli schemes;
- * fixed-mask counts as the distribution of its one-time draw).
+ * all 2^K masks of the K mask variables of every masked layer. Dropout has
+ * one variable per input and the other Bernoulli schemes one per
+ * connection. fixed-mask counts as the distribution of its one-time draw.
  *
  * The masks are visited in Gray-code order, so one variable changes per
  * step, and each mask's loss comes from pnd_net_loss_with_masks (the
@@ -22,7 +22,7 @@
 
 #define PND_ENUMERATE_MAX_VARIABLES 24
 
-/* Where mask variable j acts: layer, receiving node (or every node for an
+/* Position of one mask variable: layer, receiving node (every node for an
  * input scheme) and input. */
 struct mask_variable {
     size_t layer;
@@ -56,7 +56,8 @@ count_variables(const struct pnd_net *net, size_t *n_vars)
     size_t total = 0;
 
     if (net->n_layers > PND_NET_MAX_LAYERS)
-        PND_ERROR(PND_EINVAL, "enumeration supports at most %d layers, not %zu",
+        PND_ERROR(PND_EINVAL,
+                  "enumeration supports at most %d layers, not %zu",
                   PND_NET_MAX_LAYERS, net->n_layers);
     for (size_t l = 0; l < net->n_layers; l++) {
         const struct pnd_layer *layer = &net->layers[l];

@@ -116,18 +116,6 @@ check_quadratic(const struct pnd_net *net, const char *function)
     return PND_OK;
 }
 
-/* Noise moments of one mask variable of a layer. fixed-mask is treated as
- * the distribution of its one-time draw: Bernoulli, like dropconnect. */
-struct pnd_noise_moments
-pnd_an_layer_noise(const struct pnd_layer *layer)
-{
-    enum pnd_scheme scheme = layer->mask.scheme;
-
-    if (scheme == PND_SCHEME_FIXED_MASK)
-        scheme = PND_SCHEME_DROPCONNECT;
-    return pnd_noise_moments(scheme, layer->mask.p);
-}
-
 /* B = V^T V, or the identity; C = W^T B W. */
 static void
 prepare_forms(const struct pnd_net *net, struct exact_work *w)
@@ -225,10 +213,45 @@ accumulate_forms(const struct pnd_data *data, size_t k, double weight,
             w->N[u * d + i] += weight * w->g[u] * x[i];
 }
 
-/* The summary of the quadratic form defined by w->M, w->N and c0. */
+/* tr(Q^2) of the per-connection form for a general M:
+ * sum_uv B_uv^2 (W2 M2 W2^T)_uv with W2 = W o W and M2 = M o M. This is
+ * the reference for the one-sample shortcut in summarize. */
+static double
+per_connection_trQ2(const double *W, struct exact_work *w)
+{
+    const double *B = w->B, *M = w->M;
+    size_t h = w->h, d = w->d;
+    double trQ2 = 0.0;
+
+    /* T1 = W2 M2 (h, d) first */
+    for (size_t u = 0; u < h; u++)
+        for (size_t j = 0; j < d; j++) {
+            double sum = 0.0;
+
+            for (size_t i = 0; i < d; i++) {
+                double Wui = W[u * d + i], Mij = M[i * d + j];
+
+                sum += Wui * Wui * Mij * Mij;
+            }
+            w->T1[u * d + j] = sum;
+        }
+    for (size_t u = 0; u < h; u++)
+        for (size_t v = 0; v < h; v++) {
+            double P = 0.0, Buv = B[u * h + v];
+
+            for (size_t j = 0; j < d; j++)
+                P += w->T1[u * d + j] * W[v * d + j] * W[v * d + j];
+            trQ2 += Buv * Buv * P;
+        }
+    return trQ2;
+}
+
+/* The summary of the quadratic form defined by w->M, w->N and c0. When x
+ * is not NULL, M = x x^T and the per-connection tr(Q^2) takes the
+ * shortcut (W2 M2 W2^T)_uv = n2_u n2_v with n2_u = sum_i W_ui^2 x_i^2. */
 static void
 summarize(const struct pnd_net *net, bool per_connection, double c0,
-          struct exact_work *w, struct quad_summary *s)
+          const double *x, struct exact_work *w, struct quad_summary *s)
 {
     const double *W = net->layers[0].W, *B = w->B, *M = w->M, *N = w->N;
     size_t h = w->h, d = w->d;
@@ -247,26 +270,23 @@ summarize(const struct pnd_net *net, bool per_connection, double c0,
                 s->trQ += Qjj;
                 s->Qdiag2 += Qjj * Qjj;
             }
-        /* tr(Q^2) = sum_uv B_uv^2 (W2 M2 W2^T)_uv, with W2 = W o W and
-         * M2 = M o M; T1 = W2 M2 first */
-        for (size_t u = 0; u < h; u++)
-            for (size_t j = 0; j < d; j++) {
-                double sum = 0.0;
+        if (x == NULL) {
+            s->trQ2 = per_connection_trQ2(W, w);
+            return;
+        }
+        /* n2 (h) in the first row of T1 */
+        for (size_t u = 0; u < h; u++) {
+            double n2 = 0.0;
 
-                for (size_t i = 0; i < d; i++) {
-                    double Wui = W[u * d + i], Mij = M[i * d + j];
-
-                    sum += Wui * Wui * Mij * Mij;
-                }
-                w->T1[u * d + j] = sum;
-            }
+            for (size_t i = 0; i < d; i++)
+                n2 += W[u * d + i] * W[u * d + i] * x[i] * x[i];
+            w->T1[u] = n2;
+        }
         for (size_t u = 0; u < h; u++)
             for (size_t v = 0; v < h; v++) {
-                double P = 0.0, Buv = B[u * h + v];
+                double Buv = B[u * h + v];
 
-                for (size_t j = 0; j < d; j++)
-                    P += w->T1[u * d + j] * W[v * d + j] * W[v * d + j];
-                s->trQ2 += Buv * Buv * P;
+                s->trQ2 += Buv * Buv * w->T1[u] * w->T1[v];
             }
         return;
     }
@@ -327,7 +347,7 @@ sample_moments(const struct pnd_net *net, const struct pnd_data *data,
     memset(w->M, 0, w->d * w->d * sizeof *w->M);
     memset(w->N, 0, w->h * w->d * sizeof *w->N);
     accumulate_forms(data, k, 1.0, w);
-    summarize(net, per_connection, c0, w, &s);
+    summarize(net, per_connection, c0, data->X + k * data->d, w, &s);
     return summary_moments(&s, nm, result);
 }
 
@@ -408,7 +428,7 @@ pnd_exact_batch_moments(const struct pnd_net *net,
         c0 += sample_residual(net, data, k, w) / n;
         accumulate_forms(data, k, 1.0 / n, w);
     }
-    summarize(net, per_connection, c0, w, &s);
+    summarize(net, per_connection, c0, NULL, w, &s);
     status = summary_moments(&s, &nm, shared);
 
 done:

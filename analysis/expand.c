@@ -8,9 +8,9 @@
  *   R_cross = 1/2 s2 sum_{u != v} H_uv sum_i a_ui a_vi   (input schemes),
  *           = 0                                          (per-connection).
  * The third-order term is 1/6 sum_j mu3 d^3 l / d eta_j^3 over the mask
- * variables eta_j; z moves along a_u e_u (one connection) or along column
- * i of a (one input), and d^3 l / dt^3 along that direction is 6 times the
- * t^3 Taylor coefficient computed in analysis/common.c:
+ * variables eta_j. Variable j moves z along a_ui e_u (one connection) or
+ * along column i of a (one input). Along that direction d^3 l / dt^3 is 6
+ * times the t^3 Taylor coefficient from analysis/common.c:
  *   per-connection: mu3 sum_u (sum_i a_ui^3) c3(e_u),
  *   input schemes:  mu3 sum_i c3(a_{.i}).
  * Layers are independent and centred, so every term is a sum over layers.
@@ -194,7 +194,8 @@ pnd_expand_layer_dropout_terms(const struct pnd_net *net,
 
     PND_TRY(pnd_an_check_net(net, data, k, true));
     if (layer >= net->n_layers)
-        PND_ERROR(PND_EINVAL, "layer %zu is out of range (the network has %zu)",
+        PND_ERROR(PND_EINVAL,
+                  "layer %zu is out of range (the network has %zu layers)",
                   layer, net->n_layers);
     if (!(p >= 0.0 && p < 1.0))
         PND_ERROR(PND_EINVAL, "drop probability p = %g is outside [0, 1)", p);
@@ -243,7 +244,8 @@ pnd_expand_layer_derivatives(const struct pnd_net *net,
 
     PND_TRY(pnd_an_check_net(net, data, k, true));
     if (layer >= net->n_layers)
-        PND_ERROR(PND_EINVAL, "layer %zu is out of range (the network has %zu)",
+        PND_ERROR(PND_EINVAL,
+                  "layer %zu is out of range (the network has %zu layers)",
                   layer, net->n_layers);
 
     w = pnd_an_work_alloc(net);
@@ -277,7 +279,8 @@ pnd_expand_directional_derivatives(const struct pnd_net *net,
 
     PND_TRY(pnd_an_check_net(net, data, k, true));
     if (layer >= net->n_layers)
-        PND_ERROR(PND_EINVAL, "layer %zu is out of range (the network has %zu)",
+        PND_ERROR(PND_EINVAL,
+                  "layer %zu is out of range (the network has %zu layers)",
                   layer, net->n_layers);
     if (v == NULL || result == NULL)
         PND_ERROR(PND_EINVAL, "direction v or result is NULL");

@@ -7,9 +7,9 @@
  *   E[l] = (2 pi)^(-m/2) int l(mu + L xi) exp(-|xi|^2 / 2) dxi
  *        ~ sum over the tensor grid of prod_j w_j l(mu + L x),
  * with the n-node rule for the weight exp(-x^2 / 2) from GSL
- * (gsl_integration_fixed_hermite with a = 1/2), whose weights are divided by
- * their sum, sqrt(2 pi). The rule is exact for polynomials of degree up to
- * 2n - 1 in each coordinate. L is:
+ * (gsl_integration_fixed_hermite with a = 0, b = 1/2). Its weights are
+ * divided by their sum, sqrt(2 pi). The rule is exact for polynomials of
+ * degree up to 2n - 1 in each coordinate. L is:
  *   per-connection: diag(sqrt(S_uu)), m = h;
  *   gaussian-dropout: sqrt(s2) A itself (m = d) when d <= h, else the
  *   Cholesky factor of S (m = h).
@@ -83,8 +83,9 @@ hermite_rule(size_t n, double *nodes, double *weights)
     const double *x, *w;
     double sum = 0.0;
 
-    rule = gsl_integration_fixed_alloc(gsl_integration_fixed_hermite, n, 0.5,
-                                       0.0, 0.0, 0.0);
+    /* weight |x - a|^alpha exp(-b (x - a)^2) with a = 0, b = 1/2, alpha = 0 */
+    rule = gsl_integration_fixed_alloc(gsl_integration_fixed_hermite, n, 0.0,
+                                       0.5, 0.0, 0.0);
     if (rule == NULL)
         PND_ERROR(PND_ENOMEM, "GSL could not build the %zu-node Gauss-Hermite "
                   "rule", n);
@@ -176,10 +177,10 @@ noise_factor(const struct pnd_layer *layer, const double *x,
         }
     if (!cholesky(q->Lf, h))
         PND_ERROR(PND_ENUMERIC,
-                  "the pre-activation covariance of the gaussian-dropout layer "
-                  "is singular (rank below %zu), so it has no Cholesky factor; "
-                  "use a layer with at least as many inputs as nodes and "
-                  "nonzero inputs", h);
+                  "the pre-activation covariance of the gaussian-dropout "
+                  "layer is singular (rank below %zu), so it has no "
+                  "Cholesky factor; use a layer with at least as many "
+                  "nonzero inputs as nodes", h);
     return PND_OK;
 }
 
@@ -284,6 +285,26 @@ integrate(const struct pnd_net *net, const struct pnd_data *data, size_t k,
     if (!isfinite(*result))
         PND_ERROR(PND_ENUMERIC,
                   "the quadrature of the loss of sample %zu is not finite", k);
+    return PND_OK;
+}
+
+int
+pnd_quadrature_expected_loss_err(const struct pnd_net *net,
+                                 const struct pnd_data *data, size_t k,
+                                 size_t n_nodes, double *result,
+                                 double *abserr)
+{
+    double coarse;
+
+    if (n_nodes < 2)
+        PND_ERROR(PND_EINVAL,
+                  "an error estimate needs at least 2 Gauss-Hermite nodes, "
+                  "not %zu", n_nodes);
+    if (abserr == NULL)
+        PND_ERROR(PND_EINVAL, "abserr is NULL");
+    PND_TRY(pnd_quadrature_expected_loss(net, data, k, n_nodes, result));
+    PND_TRY(pnd_quadrature_expected_loss(net, data, k, n_nodes / 2, &coarse));
+    *abserr = fabs(*result - coarse);
     return PND_OK;
 }
 

@@ -158,7 +158,11 @@ kolmogorov_q(double lambda)
             break;
     }
     sum *= 2.0;
-    return sum < 0.0 ? 0.0 : sum > 1.0 ? 1.0 : sum;
+    if (sum < 0.0)
+        return 0.0;
+    if (sum > 1.0)
+        return 1.0;
+    return sum;
 }
 
 int
@@ -176,7 +180,8 @@ pnd_stats_ks_two_sample(const double *x, size_t n, const double *y,
             PND_ERROR(PND_ENUMERIC, "value %zu of the first sample is NaN", k);
     for (size_t k = 0; k < m; k++)
         if (isnan(y[k]))
-            PND_ERROR(PND_ENUMERIC, "value %zu of the second sample is NaN", k);
+            PND_ERROR(PND_ENUMERIC, "value %zu of the second sample is NaN",
+                      k);
 
     a = malloc(n * sizeof *a);
     b = malloc(m * sizeof *b);

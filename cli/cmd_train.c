@@ -24,10 +24,6 @@
 /* Test images written beside an exported network. */
 #define EXPORT_INPUTS_DEFAULT 16
 
-/* TODO: drop this weak reference once base/config.c defines
- * pnd_config_set; it keeps the program linking until then. */
-#pragma weak pnd_config_set
-
 struct train_options {
     const char *config_path;
     const char *run_dir;
@@ -221,7 +217,7 @@ apply_key_flags(int argc, char **argv, const struct pnd_config_key *keys, size_t
             continue;
         }
         if (strncmp(argv[i], "--", 2) != 0)
-            return pnd_cli_usage_error(CMD, "unexpected argument '%s'", argv[i]);
+            return pnd_cli_usage_error(CMD, "unexpected argument '%s': options start with --", argv[i]);
         {
             const char *eq = strchr(argv[i] + 2, '=');
 
@@ -372,11 +368,6 @@ pnd_cmd_train(int argc, char **argv)
             pnd_train_config_free(&cfg);
             return 0;
         }
-    if (pnd_config_set == NULL) {
-        pnd_train_config_free(&cfg);
-        fprintf(stderr, "pnd train: this build has no configuration support yet\n");
-        return 1;
-    }
 
     /* Options: the file first, then the flags over it. */
     rc = parse_own_options(argc, argv, &opt);

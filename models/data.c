@@ -432,7 +432,7 @@ pnd_dataset_split(struct pnd_dataset **train, size_t n_valid,
         goto fail;
     }
 
-    /* Fisher-Yates shuffle; the first n_valid indices are held out. */
+    /* Fisher-Yates shuffle. The first n_valid indices are held out. */
     pnd_rng_derive(&r, split_seed, coords, 1);
     for (size_t i = 0; i < all->n; i++)
         order[i] = i;

@@ -367,7 +367,7 @@ pnd_mlp_train_loss(const struct pnd_mlp *mlp, size_t n, const double *X,
         w->dZ[k * c + (size_t) labels[k]] -= 1.0 / (double) n;
     }
 
-    /* Backward through the layers; the masks come back from the same keys. */
+    /* Backward through the layers, with the masks regenerated from the same keys. */
     memset(grad, 0, mlp->n_params * sizeof(double));
     pnd_mlp_offsets(mlp, w_offset, b_offset);
     for (size_t l = L; l-- > 0;) {

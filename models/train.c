@@ -24,7 +24,6 @@
 #include <json-c/json.h>
 
 #include "base/blas.h"
-#include "pnd/analysis.h"
 #include "pnd/error.h"
 #include "pnd/fileio.h"
 #include "pnd/log.h"
@@ -155,7 +154,7 @@ learning_rate(const struct pnd_train_config *cfg, uint64_t step,
                              * (1.0 + cos(M_PI * (double) step / (double) total_steps));
 }
 
-/* One update of every parameter; t counts updates from 1. */
+/* One update of every parameter. t counts updates from 1. */
 static void
 optimizer_step(const struct pnd_train_config *cfg, struct run_state *s,
                double lr, uint64_t t)
@@ -190,38 +189,28 @@ optimizer_step(const struct pnd_train_config *cfg, struct run_state *s,
 /* Co-adaptation statistics of every hidden layer on the first n_stats
  * images of ref, and R_diag, R_cross on the first n_r of them. */
 static int
-measure_coadapt(const struct pnd_train_config *cfg, struct run_state *s,
-                const struct pnd_dataset *ref, size_t n_stats, size_t n_r,
-                struct pnd_coadapt *stats)
+measure_coadapt(struct run_state *s, const struct pnd_dataset *ref,
+                size_t n_stats, size_t n_r, struct pnd_coadapt *stats)
 {
     const struct pnd_mlp *mlp = s->mlp;
     size_t n_hidden = mlp->spec.n_layers - 1;
-    struct pnd_layer layers[PND_TRAIN_MAX_LAYERS];
-    struct pnd_net net;
-    struct pnd_data view = {n_stats, ref->d, mlp->spec.widths[mlp->spec.n_layers],
-                            ref->X, NULL, ref->labels};
+    double p[PND_TRAIN_MAX_HIDDEN] = {0}, R_diag[PND_TRAIN_MAX_HIDDEN] = {0};
+    double R_cross[PND_TRAIN_MAX_HIDDEN] = {0};
 
-    pnd_mlp_net_view(mlp, layers, &net);
     for (size_t l = 0; l < n_hidden; l++) {
         size_t h = mlp->spec.widths[l + 1];
-        double p = mlp->spec.p[l];
-        double sum_diag = 0, sum_cross = 0;
 
         PND_TRY(pnd_mlp_hidden(mlp, ref, n_stats, l, s->H, s->work));
         PND_TRY(pnd_coadapt_activations(n_stats, h, s->H, s->K, s->C[l], &stats[l]));
-
-        if (mlp->spec.scheme[l] == PND_SCHEME_NONE || p == 0)
-            p = UNMASKED_VIEW_P;
-        for (size_t k = 0; k < n_r; k++) {
-            double r_diag, r_cross;
-
-            PND_TRY(pnd_expand_layer_dropout_terms(&net, &view, k, l, p, &r_diag, &r_cross));
-            sum_diag += r_diag;
-            sum_cross += r_cross;
-        }
-        stats[l].R_diag = n_r ? sum_diag / (double) n_r : (double) NAN;
-        stats[l].R_cross = n_r ? sum_cross / (double) n_r : (double) NAN;
-        (void) cfg;
+        p[l] = mlp->spec.p[l];
+        if (mlp->spec.scheme[l] == PND_SCHEME_NONE || p[l] == 0)
+            p[l] = UNMASKED_VIEW_P;
+    }
+    if (n_r > 0)
+        PND_TRY(pnd_coadapt_dropout_terms(mlp, n_r, ref->X, ref->labels, p, R_diag, R_cross));
+    for (size_t l = 0; l < n_hidden; l++) {
+        stats[l].R_diag = n_r > 0 ? R_diag[l] : (double) NAN;
+        stats[l].R_cross = n_r > 0 ? R_cross[l] : (double) NAN;
     }
     return PND_OK;
 }
@@ -494,7 +483,7 @@ evaluate_all(struct run_state *s, const struct pnd_train_data *data,
     return status;
 }
 
-/* Train for one epoch; e receives the step count, lr and mean batch loss. */
+/* Train for one epoch. e receives the step count, lr and mean batch loss. */
 static int
 train_epoch(const struct pnd_train_config *cfg, struct run_state *s,
             const struct pnd_dataset *train, uint64_t *step,
@@ -505,6 +494,7 @@ train_epoch(const struct pnd_train_config *cfg, struct run_state *s,
     double loss_sum = 0;
     size_t n_batches = 0;
     char label[128];
+    int status;
 
     shuffle_order(s->order, train->n, cfg->seed, e->epoch);
     for (size_t start = 0; start < train->n; start += B) {
@@ -517,7 +507,13 @@ train_epoch(const struct pnd_train_config *cfg, struct run_state *s,
             memcpy(s->Xb + k * d, train->X + i * d, d * sizeof(double));
             s->yb[k] = train->labels[i];
         }
-        PND_TRY(pnd_mlp_train_loss(s->mlp, n, s->Xb, s->yb, *step, s->grad, &loss, s->work));
+        status = pnd_mlp_train_loss(s->mlp, n, s->Xb, s->yb, *step, s->grad, &loss, s->work);
+        if (status == PND_ENUMERIC)
+            PND_ERROR(PND_ENUMERIC,
+                      "training diverged at step %llu (epoch %zu): %s; the last finite loss was %.6g at step %llu. Lower train.lr (now %g)",
+                      (unsigned long long) *step, e->epoch, pnd_error_message(), *last_finite,
+                      (unsigned long long) *last_finite_step, cfg->lr);
+        PND_TRY(status);
         if (!isfinite(loss))
             PND_ERROR(PND_ENUMERIC,
                       "training diverged at step %llu (epoch %zu): the mini-batch loss is %g; the last finite loss was %.6g at step %llu. Lower train.lr (now %g)",
@@ -634,7 +630,7 @@ pnd_train_run_data(const struct pnd_train_config *cfg,
 
         status = evaluate_all(&s, data, &e);
         if (status == PND_OK && n_hidden > 0)
-            status = measure_coadapt(cfg, &s, stats_set, n_stats, n_r, result->coadapt);
+            status = measure_coadapt(&s, stats_set, n_stats, n_r, result->coadapt);
         if (status != PND_OK)
             goto done;
         e.time_eval_s = pnd_wall_seconds() - t1;
@@ -691,7 +687,7 @@ pnd_train_run_data(const struct pnd_train_config *cfg,
         e.step = step;
         status = evaluate_all(&s, data, &e);
         if (status == PND_OK && n_hidden > 0)
-            status = measure_coadapt(cfg, &s, stats_set, n_stats, n_r, result->coadapt);
+            status = measure_coadapt(&s, stats_set, n_stats, n_r, result->coadapt);
         if (status != PND_OK)
             goto done;
         result->train_loss = e.train_loss;

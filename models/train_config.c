@@ -14,7 +14,7 @@
 #include "pnd/train.h"
 
 #define DEFAULT_DATA_DIR "/usr/share/datasets/fashion-mnist"
-/* Largest p the key table lets through; pnd_check_p gives the message. */
+/* Largest p the key table lets through, so that pnd_check_p gives the message. */
 #define P_MAX 0x1.fffffffffffffp-1
 
 static const char *const format_names[] = {"idx", "csv", NULL};
@@ -209,18 +209,12 @@ pnd_train_config_keys(struct pnd_train_config *cfg, struct pnd_config_key *keys)
     return n;
 }
 
-/* TODO: drop this weak reference once base/config.c defines
- * pnd_config_read; it keeps the library linking until then. */
-#pragma weak pnd_config_read
-
 int
 pnd_train_config_read(struct pnd_train_config *cfg, const char *path)
 {
     struct pnd_config_key keys[PND_TRAIN_CONFIG_MAX_KEYS];
     size_t n = pnd_train_config_keys(cfg, keys);
 
-    if (pnd_config_read == NULL)
-        PND_ERROR(PND_EUNAVAIL, "cannot read '%s': configuration files are not supported by this build", path);
     return pnd_config_read(path, keys, n);
 }
 
@@ -273,7 +267,14 @@ pnd_train_config_write(struct pnd_train_config *cfg, const char *path)
             section = keys[i].section;
             fprintf(f.fp, "\n[%s]\n", section);
         }
-        fprintf(f.fp, "# %s\n%s = ", keys[i].help, keys[i].name);
+        fprintf(f.fp, "# %s\n", keys[i].help);
+        /* An empty list cannot be written as a value: leave it unset. */
+        if ((keys[i].type == PND_CONFIG_DOUBLE_LIST || keys[i].type == PND_CONFIG_INT_LIST)
+            && ((const struct pnd_double_list *) keys[i].value)->n == 0) {
+            fprintf(f.fp, "# %s = (empty)\n", keys[i].name);
+            continue;
+        }
+        fprintf(f.fp, "%s = ", keys[i].name);
         write_value(f.fp, &keys[i]);
         fputc('\n', f.fp);
     }

@@ -92,7 +92,7 @@ pnd_plot_data_dir(char *buf, size_t size)
 
     if (env != NULL && env[0] != '\0') {
         if (!dir_has_templates(env))
-            PND_ERROR(PND_EUNAVAIL, "PND_DATA_DIR=%s holds no gnuplot templates (styles.gp not found): point it at the plots folder of the source tree or at the installed data directory",
+            PND_ERROR(PND_EUNAVAIL, "PND_DATA_DIR=%s contains no gnuplot templates (styles.gp not found): point it at the plots folder of the source tree or at the installed data directory",
                       env);
         found = env;
     } else if (dir_has_templates(PND_PKGDATADIR)) {

@@ -184,7 +184,7 @@ pnd_plot_path(const struct pnd_plot_options *opt, const char *path,
         status = pnd_plot_train(opt, (const char *const *) runs.items, runs.n, list);
     if (status == PND_OK && runs.n == 0 && !is_dir(sim_dir))
         status = pnd_error_set(PND_EINVAL, __FILE__, __LINE__,
-                               "%s holds no simulator TSV (sim/*.tsv) and no trainer run directory (config.ini with log.tsv)",
+                               "%s contains no simulator TSV (sim/*.tsv) and no trainer run directory (config.ini with log.tsv)",
                                path);
     path_list_free(&runs);
     return status;

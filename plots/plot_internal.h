@@ -12,7 +12,7 @@
 /* 95% normal interval half-width per standard error. */
 #define PND_Z95 1.96
 
-/* Most series in one data file and most variables of one gnuplot run. */
+/* Maximum series in one data file and maximum variables of one gnuplot run. */
 #define PLOT_MAX_SERIES 64
 #define PLOT_MAX_VARS 512
 

@@ -30,7 +30,7 @@ plot_set_add(struct plot_set *set, const char *label, int style, double x,
 
     if (i < 0) {
         if (set->n == PLOT_MAX_SERIES)
-            PND_ERROR(PND_EINVAL, "a figure holds at most %d series; series '%s' is one too many",
+            PND_ERROR(PND_EINVAL, "a figure has at most %d series; series '%s' is one too many",
                       PLOT_MAX_SERIES, label);
         i = (int) set->n++;
         s = &set->series[i];
@@ -82,7 +82,7 @@ plot_set_write(struct plot_set *set, const char *path)
 
             if (!isfinite(pt->x) || !isfinite(pt->y) || !isfinite(pt->e95)
                 || isinf(pt->ref))
-                PND_ERROR(PND_ENUMERIC, "series '%s' of %s has a point that is not finite (x %g, y %g, interval %g, reference %g); refusing to plot it",
+                PND_ERROR(PND_ENUMERIC, "series '%s' of %s has a point that is not finite (x %g, y %g, interval %g, reference %g), so it was not plotted",
                           s->label, path, pt->x, pt->y, pt->e95, pt->ref);
         }
         qsort(s->points, s->n, sizeof *s->points, compare_x);

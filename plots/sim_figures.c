@@ -32,6 +32,10 @@
  * follow the power law and would bias the slope towards zero. */
 #define FIT_MIN_Z 2.0
 
+/* The power law is a small-p property: at larger p the higher cumulants
+ * of the mask noise take over, so the fit uses p up to this value. */
+#define FIT_MAX_P 0.3
+
 /* Value of column name in row, NAN when the cell is "nan", empty, "-" or
  * "NA" (the simulator writes nan for a value that does not apply). Inf or
  * text that is not a number is an error; so is a missing column. */
@@ -260,7 +264,7 @@ plot_sim_residual_fits(const struct pnd_table *t, struct plot_residual_fit *fits
                 f.max_abs_residual = fabs(res);
                 f.max_residual_se = se;
             }
-            if (p > 0 && fabs(res) > FIT_MIN_Z * se) {
+            if (p > 0 && p <= FIT_MAX_P && fabs(res) > FIT_MIN_Z * se) {
                 x[m] = p;
                 y[m] = fabs(res);
                 m++;
@@ -333,8 +337,9 @@ figure_residual(const struct pnd_plot_options *opt, const struct pnd_table *t,
             snprintf(fit_label, sizeof fit_label, "%s %s", fits[j].scheme, fits[j].kind);
             if (strcmp(fits[j].model, model) == 0 && strcmp(fit_label, s->label) == 0
                 && fits[j].fitted)
-                snprintf(title, sizeof title, "%s: slope %.2f ± %.2f",
-                         s->label, fits[j].fit.slope, fits[j].fit.slope_se);
+                snprintf(title, sizeof title, "%s: slope %.2f ± %.2f (theory %.0f)",
+                         s->label, fits[j].fit.slope, fits[j].fit.slope_se,
+                         fits[j].expected_slope);
         }
         status = plot_vars_series(&vars, 1, ++serial, "lp", s->style, (int) i,
                                   2, third ? 2 : 1, title);
@@ -343,7 +348,7 @@ figure_residual(const struct pnd_plot_options *opt, const struct pnd_table *t,
                                       3, 3, "");
     }
     snprintf(caption, sizeof caption,
-             "Residual |MC - expansion| of the second-order (solid) and third-order (dashed) expansions against p, model %s, log-log; dotted lines: 1.96 standard errors. Slopes: least-squares fits to the points above 2 standard errors.",
+             "Residual |MC - expansion| of the second-order (solid) and third-order (dashed) expansions against p, model %s, log-log; dotted lines: 1.96 standard errors. Slopes: least-squares fits to the points with p <= 0.3 above 2 standard errors.",
              model);
     if (status == PND_OK)
         status = plot_draw_vars(opt, "xy.gp", name, caption, &vars, list);

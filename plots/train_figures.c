@@ -14,6 +14,8 @@
 #include <string.h>
 #include <unistd.h>
 
+#include <json-c/json.h>
+
 #include "pnd/error.h"
 #include "pnd/fileio.h"
 #include "pnd/log.h"
@@ -33,8 +35,9 @@ struct run {
 };
 
 /* Runs with the same scheme and p. The learning curves, co-adaptation
- * statistics and heatmaps show only the main group of each scheme (the p
- * of its first run in the list); the generalisation gap shows them all. */
+ * statistics and heatmaps show only the main group of each scheme, which
+ * is the p of its first run in the list. The generalisation gap shows
+ * every group. */
 struct group {
     char label[64];          /* "scheme p=P", or "none" */
     char scheme[32];
@@ -44,26 +47,63 @@ struct group {
     bool swept;              /* the scheme has runs at several p */
 };
 
+/* Scheme and p of the first hidden layer from a finished run's
+ * summary.json. */
 static int
-read_run(const char *dir, struct run *run)
+read_summary(const char *path, struct run *run)
+{
+    struct json_object *root = json_object_from_file(path), *layers, *layer;
+    struct json_object *scheme, *p;
+    int status = PND_OK;
+
+    if (root == NULL)
+        PND_ERROR(PND_EFORMAT, "cannot parse %s: %s", path, json_util_get_last_err());
+    if (!json_object_object_get_ex(root, "layers", &layers)
+        || (layer = json_object_array_get_idx(layers, 0)) == NULL
+        || !json_object_object_get_ex(layer, "scheme", &scheme)
+        || !json_object_object_get_ex(layer, "p", &p))
+        status = pnd_error_set(PND_EFORMAT, __FILE__, __LINE__,
+                               "%s lacks layers[0].scheme or layers[0].p", path);
+    if (status == PND_OK) {
+        snprintf(run->scheme, sizeof run->scheme, "%s", json_object_get_string(scheme));
+        run->p = strcmp(run->scheme, "none") == 0 ? 0.0 : json_object_get_double(p);
+    }
+    json_object_put(root);
+    return status;
+}
+
+/* Scheme and p of a run still going: its config.ini. */
+static int
+read_config(const char *path, struct run *run)
 {
     struct pnd_train_config cfg;
-    char path[PATH_SIZE];
     int status;
 
-    run->dir = dir;
-    run->log = NULL;
     PND_TRY(pnd_train_config_init(&cfg));
-    snprintf(path, sizeof path, "%s/config.ini", dir);
     status = pnd_train_config_read(&cfg, path);
     if (status == PND_OK) {
         snprintf(run->scheme, sizeof run->scheme, "%s", pnd_scheme_name(cfg.scheme));
         run->p = cfg.scheme == PND_SCHEME_NONE ? 0.0 : cfg.p;
     }
     pnd_train_config_free(&cfg);
-    if (status != PND_OK)
-        return status;
-    snprintf(path, sizeof path, "%s/log.tsv", dir);
+    return status;
+}
+
+static int
+read_run(const char *dir, struct run *run)
+{
+    char path[PATH_SIZE];
+
+    run->dir = dir;
+    run->log = NULL;
+    PND_TRY(plot_join(path, sizeof path, dir, "summary.json"));
+    if (access(path, R_OK) == 0) {
+        PND_TRY(read_summary(path, run));
+    } else {
+        PND_TRY(plot_join(path, sizeof path, dir, "config.ini"));
+        PND_TRY(read_config(path, run));
+    }
+    PND_TRY(plot_join(path, sizeof path, dir, "log.tsv"));
     return pnd_table_read(path, &run->log);
 }
 
@@ -180,6 +220,27 @@ band_series(struct plot_vars *vars, int panel, const struct plot_set *set)
     return PND_OK;
 }
 
+/* Key outside the panel, on its right, because training figures have many
+ * series (a key below overlaps the axis label in gnuplot 5.4), and integer
+ * epoch tics, about ten per axis. */
+static int
+epoch_panel_style(struct plot_vars *vars, int panel, const struct plot_set *set)
+{
+    char name[32];
+    double max_epoch = 1;
+    long step;
+
+    for (size_t i = 0; i < set->n; i++)
+        for (size_t j = 0; j < set->series[i].n; j++)
+            if (set->series[i].points[j].x > max_epoch)
+                max_epoch = set->series[i].points[j].x;
+    step = (long) ceil(max_epoch / 10.0);
+    snprintf(name, sizeof name, "p%d_key", panel);
+    PND_TRY(plot_vars_set(vars, name, "outside right top"));
+    snprintf(name, sizeof name, "p%d_xstep", panel);
+    return plot_vars_set(vars, name, "%ld", step < 1 ? 1 : step);
+}
+
 static int
 write_set(const struct pnd_plot_options *opt, struct plot_set *set,
           const char *data_name, char *path, size_t size)
@@ -224,9 +285,11 @@ figure_curves(const struct pnd_plot_options *opt, struct run *runs,
     if (status == PND_OK)
         status = plot_vars_set(&vars, "np", "2");
     if (status == PND_OK)
-        status = plot_vars_set(&vars, "p1_key", "top right");
+        status = epoch_panel_style(&vars, 1, &loss);
     if (status == PND_OK)
-        status = plot_vars_set(&vars, "p2_key", "bottom right");
+        status = epoch_panel_style(&vars, 2, &acc);
+    if (status == PND_OK)
+        status = plot_vars_set(&vars, "fig_w", "2.0");
     if (status == PND_OK)
         status = plot_draw_vars(opt, "xy.gp", "train_curves",
                                 "Training curves per scheme: clean loss and accuracy on the training split (dashed) and the validation split (solid), mean over seeds with a shaded 95% t-interval.",
@@ -270,6 +333,8 @@ figure_coadapt(const struct pnd_plot_options *opt, struct run *runs,
                                          panels[k].title, false, false);
             if (status == PND_OK)
                 status = band_series(&vars, np, &set);
+            if (status == PND_OK)
+                status = epoch_panel_style(&vars, np, &set);
         }
         plot_set_free(&set);
     }
@@ -277,12 +342,8 @@ figure_coadapt(const struct pnd_plot_options *opt, struct run *runs,
         status = plot_vars_set(&vars, "np", "%d", np);
         if (status == PND_OK && np > 2)
             status = plot_vars_set(&vars, "nrows", "2");
-        for (int k = 1; k <= np && status == PND_OK; k++) {
-            char name[32];
-
-            snprintf(name, sizeof name, "p%d_key", k);
-            status = plot_vars_set(&vars, name, "top right");
-        }
+        if (status == PND_OK)
+            status = plot_vars_set(&vars, "fig_w", "2.0");
         if (status == PND_OK)
             status = plot_draw_vars(opt, "xy.gp", "train_coadapt",
                                     "Co-adaptation statistics of the first hidden layer against epoch, on a fixed validation subset: mean absolute correlation, DeCov, participation ratio and the cross-node term R_cross as Dropout would see it (mean over seeds, 95% t-interval).",
@@ -333,7 +394,7 @@ copy_matrix(const char *in_path, const char *out_path, size_t *h)
                                        "%s:%zu: '%s' is not a number", in_path, line_no, cell);
             } else if (!isfinite(v)) {
                 status = pnd_error_set(PND_ENUMERIC, __FILE__, __LINE__,
-                                       "%s:%zu: correlation %s is not finite; refusing to plot it",
+                                       "%s:%zu: correlation %s is not finite, so the heatmap was not drawn",
                                        in_path, line_no, cell);
             } else {
                 fprintf(f.fp, "%s%.6g", n ? " " : "", v);
@@ -354,7 +415,7 @@ copy_matrix(const char *in_path, const char *out_path, size_t *h)
     free(text);
     if (status == PND_OK && (rows == 0 || rows != cols))
         status = pnd_error_set(PND_EFORMAT, __FILE__, __LINE__,
-                               "%s holds a %zu x %zu matrix; a correlation matrix is square and not empty",
+                               "%s contains a %zu x %zu matrix, but a correlation matrix is square and not empty",
                                in_path, rows, cols);
     if (status != PND_OK) {
         pnd_atomic_abort(&f);

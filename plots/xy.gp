@@ -8,7 +8,8 @@
 #                      columns x, y, 95% half-width, reference value
 #   xlabel, ylabel, title
 #   logx, logy         '1' for a logarithmic axis
-#   key                key position, such as 'top left' (default)
+#   key                key position, such as 'top left' (default) or 'below'
+#   xstep              spacing of the x tics (default: gnuplot's choice)
 #   n                  number of series
 # and for series i of panel p (pP_kI, pP_lsI, ...):
 #   k                  kind: 'pe' points with error bars, 'le' lines and
@@ -41,6 +42,7 @@ do for [p=1:np] {
     set key box opaque samplen 2 spacing 1.1 font ',8'
     eval('set key '.pv('key', 'top left'))
     if (pv('logx', '0') eq '1') { set logscale x; set format x '10^{%L}' } else { unset logscale x; set format x '% h' }
+    if (pv('xstep', '') eq '') { set xtics autofreq } else { set xtics real(pv('xstep', '1')) }
     if (pv('logy', '0') eq '1') { set logscale y; set format y '10^{%L}' } else { unset logscale y; set format y '% h' }
 
     file = pv('data', '')

@@ -22,6 +22,22 @@ pnd_mask_words(size_t d)
     return (d + PND_MASK_WORD_BITS - 1) / PND_MASK_WORD_BITS;
 }
 
+/* The binary digits of a keep probability q, split once so that a row of
+ * Bernoulli words can be drawn without splitting q again for every word. */
+struct pnd_mask_bernoulli {
+    uint64_t mantissa;   /* q = mantissa 2^(-53 - lead_zeros) */
+    int lead_zeros;      /* zero digits of q before its first 1 */
+    int last;            /* lowest set bit of mantissa */
+    int constant;        /* 0: draw; 1: every word is 0; 2: every word is ~0 */
+};
+
+void pnd_mask_bernoulli_init(struct pnd_mask_bernoulli *b, double q);
+
+/* n words, each the same bits from the same generator outputs as
+ * pnd_rng_bernoulli_word(r, q) would give in turn. */
+void pnd_mask_bernoulli_words(pnd_pcg64 *r, const struct pnd_mask_bernoulli *b,
+                              size_t n, uint64_t *words /* (n) */);
+
 /* sum over kept i of w[i] * x[i], in a fixed order that depends only on d. */
 double pnd_mask_dot_bits(size_t d, const double *w /* (d) */,
                          const double *x /* (d) */,
@@ -32,14 +48,17 @@ void pnd_mask_axpy_bits(size_t d, double c, const double *x /* (d) */,
                         const uint64_t *bits /* (ceil(d / 64)) */,
                         double *y /* (d) */);
 
-/* Forward pass of one sample of the pernodedrop scheme: draws the keep bits
- * of rows 0..h-1 from r in order (nw words of keep probability q per row)
- * into bits and writes z[u] = scale * sum over kept i of W[u][i] x[i]. */
-void pnd_mask_pernodedrop_forward(pnd_pcg64 *r, double q, double scale,
-                                  size_t h, size_t d,
-                                  const double *W /* (h, d) */,
-                                  const double *x /* (d) */,
-                                  uint64_t *bits /* (ceil(d / 64)) */,
-                                  double *z /* (h) */);
+/* y[i] += c[j] * x[j][i] for every sample j = 0..m-1 whose keep bits
+ * bits[j] keep i, adding the samples in order. */
+void pnd_mask_axpy_bits_many(size_t d, size_t m, const double *c /* (m) */,
+                             const double *const *x /* (m) rows of (d) */,
+                             const uint64_t *const *bits
+                             /* (m) rows of (ceil(d / 64)) */,
+                             double *y /* (d) */);
+
+/* y[i] = c * x[i] for every kept i and 0 for every dropped i. */
+void pnd_mask_scale_bits(size_t d, double c, const double *x /* (d) */,
+                         const uint64_t *bits /* (ceil(d / 64)) */,
+                         double *y /* (d) */);
 
 #endif

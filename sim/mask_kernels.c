@@ -1,8 +1,9 @@
 /* Vectorised kernels of the Bernoulli per-connection schemes: dot products
- * and axpy updates restricted to the connections whose keep bit is set.
+ * and axpy updates restricted to the connections whose keep bit is set,
+ * and the many-word Bernoulli sampler that draws their keep bits.
  *
  * Each group of 4 keep bits selects one of 16 lane masks from a constant
- * table; the products of the group are ANDed with that mask, so a dropped
+ * table. The products of the group are ANDed with that mask, so a dropped
  * connection adds +0.0 and there are no data-dependent branches. The code
  * uses GCC's generic vectors of 4 doubles, compiled twice through
  * target_clones: for AVX2 (one 256-bit register per group) and for the
@@ -20,6 +21,11 @@
  */
 #include <config.h>
 
+/* load4 below returns a 32-byte vector, for which GCC warns of an ABI change
+ * in the baseline clone. It is always inlined, so no call uses that ABI. */
+#pragma GCC diagnostic ignored "-Wpsabi"
+
+#include <math.h>
 #include <string.h>
 
 #include "sim/mask_internal.h"
@@ -41,7 +47,7 @@ static const vec4i lane_masks[16] __attribute__((aligned(32))) = {
 
 #define GROUP 4                                  /* connections per vector */
 
-static inline vec4d
+static inline __attribute__((always_inline)) vec4d
 load4(const double *a)
 {
     vec4d v;
@@ -50,18 +56,18 @@ load4(const double *a)
     return v;
 }
 
-static inline void
-store4(double *a, vec4d v)
-{
-    memcpy(a, &v, sizeof v);
-}
+/* Unaligned store of the vector v at a. It is a macro for the reason given
+ * at keep below. */
+#define store4(a, v) \
+    do { \
+        vec4d store4_value_ = (v); \
+        memcpy((a), &store4_value_, sizeof store4_value_); \
+    } while (0)
 
-/* The 4 connections of v that the low 4 bits of nibble keep. */
-static inline vec4d
-keep(vec4d v, uint64_t nibble)
-{
-    return (vec4d) ((vec4i) v & lane_masks[nibble & 0xf]);
-}
+/* The 4 connections of v that the low 4 bits of nibble keep. A macro, not a
+ * function, because GCC notes an ABI change for every function that takes a
+ * 32-byte vector argument when compiling the baseline clone. */
+#define keep(v, nibble) ((vec4d) ((vec4i) (v) & lane_masks[(nibble) & 0xf]))
 
 /* Keep bits of connections i..i+15, i a multiple of 16, in the low 16 bits. */
 static inline uint64_t
@@ -69,6 +75,81 @@ bits16(const uint64_t *bits, size_t i)
 {
     return bits[i / PND_MASK_WORD_BITS] >> (i % PND_MASK_WORD_BITS);
 }
+
+/* --- Bernoulli words -------------------------------------------------------
+ *
+ * The algorithm of pnd_rng_bernoulli_word (base/rng_sample.c): lane j is 1
+ * when the uniform whose k-th binary digit is bit j of the k-th generator
+ * output is below q, decided at the first digit where the two differ.
+ * Splitting q into digits is done once per row here instead of once per
+ * word, which saves about a third of the time per word. NOTE: this copy
+ * must consume the same outputs and give the same bits as
+ * pnd_rng_bernoulli_word; check_mask.c compares the two for many q. It
+ * belongs in base/ as a many-word variant of that function.
+ */
+
+void
+pnd_mask_bernoulli_init(struct pnd_mask_bernoulli *b, double q)
+{
+    int exponent;
+
+    b->mantissa = 0;
+    b->lead_zeros = 0;
+    b->last = 0;
+    b->constant = 0;
+    if (!(q > 0.0)) {
+        b->constant = 1;
+        return;
+    }
+    if (q >= 1.0) {
+        b->constant = 2;
+        return;
+    }
+    b->mantissa = (uint64_t) ldexp(frexp(q, &exponent), 53);
+    b->lead_zeros = -exponent;
+    b->last = __builtin_ctzll(b->mantissa);
+}
+
+static inline uint64_t
+bernoulli_word(pnd_pcg64 *r, const struct pnd_mask_bernoulli *b)
+{
+    uint64_t open = ~UINT64_C(0);    /* lanes not yet decided */
+    uint64_t result = 0;
+
+    for (int k = 0; k < b->lead_zeros; k++) {
+        open &= ~pnd_pcg64dxsm_next_inline(r);
+        if (open == 0)
+            return 0;
+    }
+    for (int bit = 52; bit >= b->last; bit--) {
+        uint64_t word = pnd_pcg64dxsm_next_inline(r);
+
+        if ((b->mantissa >> bit) & 1) {
+            result |= open & ~word;  /* digit 0 against a 1 of q: below q */
+            open &= word;
+        } else {
+            open &= ~word;           /* digit 1 against a 0 of q: above q */
+        }
+        if (open == 0)
+            break;
+    }
+    return result;
+}
+
+void
+pnd_mask_bernoulli_words(pnd_pcg64 *r, const struct pnd_mask_bernoulli *b,
+                         size_t n, uint64_t *words)
+{
+    if (b->constant) {
+        for (size_t j = 0; j < n; j++)
+            words[j] = b->constant == 1 ? 0 : ~UINT64_C(0);
+        return;
+    }
+    for (size_t j = 0; j < n; j++)
+        words[j] = bernoulli_word(r, b);
+}
+
+/* --- masked dot products and updates ------------------------------------- */
 
 __attribute__((target_clones("avx2", "default")))
 double
@@ -89,13 +170,13 @@ pnd_mask_dot_bits(size_t d, const double *w, const double *x,
         acc3 += keep(load4(w + i + 12) * load4(x + i + 12), b >> 12);
     }
     if (i + GROUP <= d)
-        acc0 += keep(load4(w + i) * load4(x + i), bits16(bits, i & ~15));
+        acc0 += keep(load4(w + i) * load4(x + i), bits16(bits, i));
     if (i + 2 * GROUP <= d)
         acc1 += keep(load4(w + i + 4) * load4(x + i + 4),
-                     bits16(bits, i & ~15) >> 4);
+                     bits16(bits, i) >> 4);
     if (i + 3 * GROUP <= d)
         acc2 += keep(load4(w + i + 8) * load4(x + i + 8),
-                     bits16(bits, i & ~15) >> 8);
+                     bits16(bits, i) >> 8);
     acc0 = (acc0 + acc1) + (acc2 + acc3);
     sum = (acc0[0] + acc0[1]) + (acc0[2] + acc0[3]);
 
@@ -105,13 +186,13 @@ pnd_mask_dot_bits(size_t d, const double *w, const double *x,
     return sum;
 }
 
-__attribute__((target_clones("avx2", "default")))
-void
-pnd_mask_axpy_bits(size_t d, double c, const double *x, const uint64_t *bits,
-                   double *y)
+/* y[i] += c x[i] for kept i in [i0, d), i0 a multiple of 4. */
+static inline void
+axpy_bits_from(size_t i0, size_t d, double c, const double *x,
+                        const uint64_t *bits, double *y)
 {
     vec4d cv = { c, c, c, c };
-    size_t i = 0;
+    size_t i = i0;
 
     for (; i + GROUP <= d; i += GROUP) {
         uint64_t b = bits[i / PND_MASK_WORD_BITS] >> (i % PND_MASK_WORD_BITS);
@@ -123,16 +204,62 @@ pnd_mask_axpy_bits(size_t d, double c, const double *x, const uint64_t *bits,
             y[i] += c * x[i];
 }
 
+__attribute__((target_clones("avx2", "default")))
 void
-pnd_mask_pernodedrop_forward(pnd_pcg64 *r, double q, double scale, size_t h,
-                             size_t d, const double *W, const double *x,
-                             uint64_t *bits, double *z)
+pnd_mask_axpy_bits(size_t d, double c, const double *x, const uint64_t *bits,
+                   double *y)
 {
-    size_t nw = pnd_mask_words(d);
+    axpy_bits_from(0, d, c, x, bits, y);
+}
 
-    for (size_t u = 0; u < h; u++) {
-        for (size_t j = 0; j < nw; j++)
-            bits[j] = pnd_rng_bernoulli_word(r, q);
-        z[u] = scale * pnd_mask_dot_bits(d, W + u * d, x, bits);
+/* The running sum of y over the m samples stays in registers for each
+ * block of 16 connections, so y is loaded and stored once instead of m
+ * times. Each y[i] still adds the samples' terms one by one in order. */
+__attribute__((target_clones("avx2", "default")))
+void
+pnd_mask_axpy_bits_many(size_t d, size_t m, const double *c,
+                        const double *const *x, const uint64_t *const *bits,
+                        double *y)
+{
+    size_t i = 0;
+
+    for (; i + 4 * GROUP <= d; i += 4 * GROUP) {
+        vec4d y0 = load4(y + i), y1 = load4(y + i + 4);
+        vec4d y2 = load4(y + i + 8), y3 = load4(y + i + 12);
+
+        for (size_t j = 0; j < m; j++) {
+            vec4d cv = { c[j], c[j], c[j], c[j] };
+            const double *xj = x[j] + i;
+            uint64_t b = bits16(bits[j], i);
+
+            y0 += keep(cv * load4(xj), b);
+            y1 += keep(cv * load4(xj + 4), b >> 4);
+            y2 += keep(cv * load4(xj + 8), b >> 8);
+            y3 += keep(cv * load4(xj + 12), b >> 12);
+        }
+        store4(y + i, y0);
+        store4(y + i + 4, y1);
+        store4(y + i + 8, y2);
+        store4(y + i + 12, y3);
     }
+    for (size_t j = 0; j < m; j++)
+        axpy_bits_from(i, d, c[j], x[j], bits[j], y);
+}
+
+__attribute__((target_clones("avx2", "default")))
+void
+pnd_mask_scale_bits(size_t d, double c, const double *x, const uint64_t *bits,
+                    double *y)
+{
+    vec4d cv = { c, c, c, c };
+    size_t i = 0;
+
+    for (; i + GROUP <= d; i += GROUP) {
+        uint64_t b = bits[i / PND_MASK_WORD_BITS] >> (i % PND_MASK_WORD_BITS);
+
+        store4(y + i, keep(cv * load4(x + i), b));
+    }
+    for (; i < d; i++)
+        y[i] = (bits[i / PND_MASK_WORD_BITS] >> (i % PND_MASK_WORD_BITS)) & 1
+               ? c * x[i] : 0.0;
 }

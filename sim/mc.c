@@ -121,7 +121,14 @@ pnd_moment_acc_estimate(const struct pnd_moment_acc *acc,
 double
 pnd_sim_z(double mc, double exact, double se)
 {
-    double tolerance = 1e-12 * fmax(fabs(mc), fabs(exact));
+    return pnd_sim_z_scaled(mc, exact, se, 0.0);
+}
+
+double
+pnd_sim_z_scaled(double mc, double exact, double se, double scale)
+{
+    double tolerance = PND_SIM_ROUNDING_TOL
+                       * fmax(fmax(fabs(mc), fabs(exact)), fabs(scale));
 
     if (se > 0.0)
         return (mc - exact) / se;
@@ -652,6 +659,9 @@ pnd_mc_preact_cov(const struct pnd_net *net, const struct pnd_data *data,
     exact_preact_cov(cc.layer, cc.input, cov->S_exact);
     cov->trace_exact = 0.0;
     cov->offdiag_exact = 0.0;
+    cov->mu_norm2 = 0.0;
+    for (size_t u = 0; u < h; u++)
+        cov->mu_norm2 += cc.mu[u] * cc.mu[u];
     for (size_t u = 0; u < h; u++)
         for (size_t v = 0; v < h; v++) {
             if (u == v)

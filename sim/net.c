@@ -473,11 +473,18 @@ output_loss(const struct pnd_net *net, const struct pnd_data *data, size_t k,
 }
 
 /* Clean or explicitly masked forward pass of one input x (d) up to the
- * last layer's activation; fills w->z and w->a. */
-static void
+ * last layer's activation; fills w->z and w->a. A layer without explicit
+ * mask values goes through the unmasked kernel of pnd_layer_forward, so
+ * that the clean network and a masked one at p = 0 add their terms in the
+ * same order and agree bit for bit. */
+static int
 forward_with_masks(const struct pnd_net *net, const double *x,
                    const double *const *masks, struct pnd_net_workspace *w)
 {
+    static const struct pnd_mask_spec unmasked = {
+        .scheme = PND_SCHEME_NONE, .p = 0.0, .fixed_bits = NULL
+    };
+    const struct pnd_mask_key key = {0};
     const double *input = x;
 
     for (size_t l = 0; l < net->n_layers; l++) {
@@ -486,11 +493,17 @@ forward_with_masks(const struct pnd_net *net, const double *x,
         const double *W = layer->W;                          /* (d_out, d_in) */
         size_t d_in = layer->d_in, d_out = layer->d_out;
 
-        if (M != NULL) {
-            for (size_t e = 0; e < d_in * d_out; e++)
-                w->masked_W[e] = W[e] * M[e];
-            W = w->masked_W;
+        if (M == NULL) {
+            PND_TRY(pnd_layer_forward(&unmasked, &key, 1, d_out, d_in, W,
+                                      layer->b, input, w->z[l], w->mask_w[l]));
+            activation_forward(layer->act, d_out, w->z[l], w->a[l]);
+            input = w->a[l];
+            continue;
         }
+
+        for (size_t e = 0; e < d_in * d_out; e++)
+            w->masked_W[e] = W[e] * M[e];
+        W = w->masked_W;
         for (size_t u = 0; u < d_out; u++) {
             double sum = layer->b != NULL ? layer->b[u] : 0.0;
 
@@ -501,13 +514,15 @@ forward_with_masks(const struct pnd_net *net, const double *x,
         activation_forward(layer->act, d_out, w->z[l], w->a[l]);
         input = w->a[l];
     }
+    return PND_OK;
 }
 
 const double *
 pnd_net_output_clean(const struct pnd_net *net, const double *x,
                      struct pnd_net_workspace *w)
 {
-    forward_with_masks(net, x, NULL, w);
+    if (forward_with_masks(net, x, NULL, w) != PND_OK)
+        return NULL;
     readout(net, w->a[net->n_layers - 1], w->y);
     return w->y;
 }
@@ -521,7 +536,7 @@ pnd_net_loss_with_masks(const struct pnd_net *net,
     if (k >= data->n)
         PND_ERROR(PND_EINVAL, "sample %zu is outside the data set of %zu samples",
                   k, data->n);
-    forward_with_masks(net, data->X + k * data->d, masks, w);
+    PND_TRY(forward_with_masks(net, data->X + k * data->d, masks, w));
     return output_loss(net, data, k, w->a[net->n_layers - 1], w->y, NULL, loss);
 }
 

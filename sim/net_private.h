@@ -18,7 +18,8 @@ struct pnd_net_workspace {
     struct pnd_mask_workspace **mask_w;  /* (n_layers) */
 };
 
-/* Output y (n_out) of the clean network for one input x (d); points into w. */
+/* Output y (n_out) of the clean network for one input x (d); points into w.
+ * NULL when the layer kernel fails (the error is recorded). */
 const double *pnd_net_output_clean(const struct pnd_net *net, const double *x,
                                    struct pnd_net_workspace *w);
 

@@ -1,7 +1,7 @@
 /* Reading networks and data from files: whitespace-separated text
- * matrices, NumPy .npy arrays (format versions 1.0 to 3.0 as described in
- * numpy/lib/format.py), and the INI network description of docs/sim.md
- * that ties them together.
+ * matrices, NumPy .npy arrays (format versions 1.0 to 3.0: magic string,
+ * version, header length, a Python dict literal header, then the raw data),
+ * and the INI network description of docs/sim.md that ties them together.
  */
 #include <config.h>
 
@@ -177,8 +177,8 @@ npy_parse_header(const char *path, const char *header, size_t *elem_size,
         *elem_size = 4;
     else
         PND_ERROR(PND_EFORMAT,
-                  "%s: unsupported .npy dtype %.8s: save the array as little-endian float64 ('<f8') or float32 ('<f4')",
-                  path, descr);
+                  "%s: unsupported .npy dtype %.*s: save the array as little-endian float64 ('<f8') or float32 ('<f4')",
+                  path, (int) strcspn(descr, ","), descr);
     if (strncmp(order, "True", 4) == 0)
         PND_ERROR(PND_EFORMAT,
                   "%s: the array is in Fortran order: save it in C order (numpy.ascontiguousarray)",
@@ -324,6 +324,9 @@ pnd_matrix_read(const char *path, size_t *rows, size_t *cols, double **values)
 
 #define INI_ENTRIES_MAX 128
 
+/* Length of a nested error message kept while adding its context. */
+#define PND_READ_REASON_MAX 1024
+
 struct ini_entry {
     char section[32];
     char name[32];
@@ -340,7 +343,7 @@ struct ini_state {
     int status;                /* first error met by the handler */
 };
 
-/* fgets that counts lines, so the handler knows the line of each entry. */
+/* fgets that counts lines, so that the handler gets the line of each entry. */
 static char *
 ini_line_reader(char *str, int num, void *stream)
 {
@@ -401,6 +404,12 @@ entry_handler(void *user, const char *section, const char *name,
         keys = readout_keys;
     else if (layer_section(section) > 0)
         keys = layer_keys;
+    if (keys == NULL && section[0] == '\0') {
+        state->status = pnd_error_set(PND_EINVAL, __FILE__, __LINE__,
+                                      "%s:%d: key '%s' is outside any section: put it under [network], [layerN] or [readout]",
+                                      state->path, state->line, name);
+        return 0;
+    }
     if (keys == NULL) {
         state->status = pnd_error_set(PND_EINVAL, __FILE__, __LINE__,
                                       "%s:%d: unknown section [%s]: use [network], [layer1] to [layer%d] or [readout]",
@@ -475,6 +484,20 @@ resolve_path(const char *ini_path, const char *path)
     return full;
 }
 
+/* Prefix the last error with the file, line and key of entry. */
+static int
+entry_error(const struct ini_state *state, const struct ini_entry *entry,
+            int status)
+{
+    char reason[PND_READ_REASON_MAX];
+
+    /* Copy first: the message buffer is also pnd_error_set's destination. */
+    snprintf(reason, sizeof reason, "%s", pnd_error_message());
+    return pnd_error_set(status, __FILE__, __LINE__, "%s:%d: [%s] %s: %s",
+                         state->path, entry->line, entry->section, entry->name,
+                         reason);
+}
+
 /* Read the matrix named by an entry and check its shape; a required shape
  * of 0 accepts any size. Vectors may be stored as one row or one column. */
 static int
@@ -490,9 +513,7 @@ read_entry_matrix(const struct ini_state *state, const struct ini_entry *entry,
     status = pnd_matrix_read(full, rows, cols, values);
     free(full);
     if (status != PND_OK)
-        return pnd_error_set(status, __FILE__, __LINE__, "%s:%d: [%s] %s: %s",
-                             state->path, entry->line, entry->section,
-                             entry->name, pnd_error_message());
+        return entry_error(state, entry, status);
     if (vector && *rows == 1) {
         *rows = *cols;
         *cols = 1;
@@ -513,14 +534,6 @@ read_entry_matrix(const struct ini_state *state, const struct ini_entry *entry,
     return PND_OK;
 }
 
-static int
-entry_error(const struct ini_state *state, const struct ini_entry *entry,
-            int status)
-{
-    return pnd_error_set(status, __FILE__, __LINE__, "%s:%d: [%s] %s: %s",
-                         state->path, entry->line, entry->section, entry->name,
-                         pnd_error_message());
-}
 
 /* Parse the layer options (activation, scheme, p) of section into layer. */
 static int

@@ -1,9 +1,9 @@
 /* Synthetic teacher-student problems for the simulator.
  *
- * The student is the network whose masked loss is studied; the teacher is
- * an independent random network of the same shape that produces the
- * targets (plus Gaussian noise) or the labels (argmax, flipped to a uniform
- * class with probability noise). Every matrix is drawn from its own derived
+ * The student is the network whose masked loss is studied. The teacher is
+ * an independent random network of the same shape. Its outputs plus
+ * Gaussian noise are the targets, or its argmax, flipped to a uniform class
+ * with probability noise, is the label. Every matrix is drawn from its own derived
  * stream (seed; SYNTH_STREAM, role, network, layer), so changing one
  * dimension does not shift the draws of the others' streams.
  */
@@ -192,6 +192,10 @@ label_data(const struct pnd_synth_spec *spec, const struct pnd_net *teacher,
     for (size_t k = 0; k < data->n; k++) {
         const double *y = pnd_net_output_clean(teacher, data->X + k * data->d, w);
 
+        if (y == NULL) {
+            pnd_net_workspace_free(w);
+            return pnd_error_status();
+        }
         if (data->T != NULL) {
             for (size_t j = 0; j < c; j++)
                 data->T[k * c + j] = y[j] + spec->noise * pnd_rng_normal(&r);

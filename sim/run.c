@@ -19,16 +19,16 @@
 #include "pnd/net.h"
 #include "pnd/sim.h"
 
-/* Largest number of Bernoulli mask variables that enumeration may visit. */
+/* Largest number of Bernoulli mask variables that enumeration may visit,
+ * and the largest number of loss evaluations (n 2^K) a case may spend on
+ * it. At an estimated 0.3 microseconds per evaluation of a small network,
+ * 2^26 evaluations take about 20 seconds. */
 #define SIM_ENUMERATION_MAX_VARS 24
+#define SIM_ENUMERATION_MAX_EVALS 67108864.0
 
 /* Largest tensor Gauss-Hermite grid, in loss evaluations per sample, that a
  * case may ask the quadrature for. */
 #define SIM_QUADRATURE_MAX_POINTS 200000.0
-
-/* Largest drop probability that the key table accepts; pnd_check_p then
- * rejects anything at or above 1 with its own message. */
-#define SIM_P_MAX 0.9999999999999999
 
 /* --- configuration ------------------------------------------------------ */
 
@@ -76,7 +76,7 @@ pnd_sim_config_free(struct pnd_sim_config *cfg)
     cfg->schemes = NULL;
 }
 
-#define SIM_N_KEYS 22
+#define SIM_N_KEYS 23
 
 /* The key table of cfg: every option of pnd sim, in file and flag form. */
 static size_t
@@ -89,7 +89,7 @@ config_keys(struct pnd_sim_config *cfg, struct pnd_config_key *keys)
          "network file (INI) instead of a synthetic model"},
         {"sim", "scheme", PND_CONFIG_STRING, &cfg->schemes, 0, 0, NULL,
          "masking schemes, comma-separated, or all"},
-        {"sim", "p", PND_CONFIG_DOUBLE_LIST, &cfg->p, 0.0, SIM_P_MAX, NULL,
+        {"sim", "p", PND_CONFIG_DOUBLE_LIST, &cfg->p, 0.0, 1.0, NULL,
          "drop probabilities in [0, 1), comma-separated"},
         {"sim", "scale", PND_CONFIG_DOUBLE_LIST, &cfg->scale, 1e-6, 1e6, NULL,
          "weight scales: W ~ N(0, scale^2 / d_in)"},
@@ -123,6 +123,8 @@ config_keys(struct pnd_sim_config *cfg, struct pnd_config_key *keys)
          "Gauss-Hermite nodes per dimension"},
         {"sim", "grad-draws", PND_CONFIG_INT, &cfg->grad_draws, 0, 1e12, NULL,
          "draws of the gradient moments, 0 to skip them"},
+        {"sim", "expansions", PND_CONFIG_BOOL, &cfg->expansions, 0, 0, NULL,
+         "add the order2 and order3 rows beside an exact value"},
         {"sim", "cov", PND_CONFIG_BOOL, &cfg->cov, 0, 0, NULL,
          "estimate the covariance of the first layer's pre-activations"},
         {"sim", "check", PND_CONFIG_BOOL, &cfg->check, 0, 0, NULL,
@@ -211,7 +213,8 @@ static const char *const kind_names[] = {
     "exact", "enumeration", "quadrature", "order2", "order3"
 };
 
-/* Everything measured for one case. (double) NAN marks a value that does not apply. */
+/* Everything measured for one case. NAN marks a value that does not apply.
+ * scheme and p are those of the first layer. */
 struct sim_case {
     enum pnd_scheme scheme;
     const char *model;
@@ -223,9 +226,9 @@ struct sim_case {
     struct pnd_estimate own, per_sample, shared;
     bool have_batch;                 /* n > 1: the two batch modes differ */
 
-    enum analytic_kind kinds[2];
+    enum analytic_kind kinds[3];
     size_t n_kinds;
-    double analytic[2];
+    double analytic[3];
     double var_analytic;             /* Var[L] in the scheme's own mode */
     double per_sample_exact, shared_exact;
     double R_diag, R_cross;
@@ -234,9 +237,10 @@ struct sim_case {
     bool have_cov;
     double cov_trace_mc, cov_trace_se, cov_trace_exact;
     double cov_off_mc, cov_off_se, cov_off_exact;
+    double cov_mu_norm2;
 
     bool have_grad;
-    double grad_mean_norm, grad_tr_cov, grad_tr_cov_se;
+    double grad_mean_norm, grad_mean_se, grad_tr_cov, grad_tr_cov_se;
 
     size_t exact_checks, exact_failed;
     double max_abs_z;
@@ -254,6 +258,31 @@ static bool
 scheme_shares_batch(enum pnd_scheme scheme)
 {
     return scheme == PND_SCHEME_DROPCONNECT || scheme == PND_SCHEME_FIXED_MASK;
+}
+
+/* True when some masked layer draws a fresh mask per sample. */
+static bool
+net_masks_per_sample(const struct pnd_net *net)
+{
+    for (size_t l = 0; l < net->n_layers; l++) {
+        enum pnd_scheme scheme = net->layers[l].mask.scheme;
+
+        if (scheme != PND_SCHEME_NONE && !scheme_shares_batch(scheme)
+            && net->layers[l].mask.p > 0.0)
+            return true;
+    }
+    return false;
+}
+
+/* True when some masked layer shares its mask across the batch. */
+static bool
+net_shares_batch(const struct pnd_net *net)
+{
+    for (size_t l = 0; l < net->n_layers; l++)
+        if (scheme_shares_batch(net->layers[l].mask.scheme)
+            && net->layers[l].mask.p > 0.0)
+            return true;
+    return false;
 }
 
 /* Mask variables per draw of one sample over every masked layer. */
@@ -325,6 +354,7 @@ analytic_values(const struct pnd_sim_config *cfg, const struct pnd_net *net,
     sc->var_analytic = (double) NAN;
     sc->per_sample_exact = (double) NAN;
     sc->shared_exact = (double) NAN;
+    sc->n_kinds = 0;
 
     if (is_quadratic(net)) {
         struct pnd_moments per_sample, shared;
@@ -340,7 +370,8 @@ analytic_values(const struct pnd_sim_config *cfg, const struct pnd_net *net,
         return PND_OK;
     }
 
-    if (!any_gaussian(net) && mask_variables(net) <= SIM_ENUMERATION_MAX_VARS) {
+    if (!any_gaussian(net) && mask_variables(net) <= SIM_ENUMERATION_MAX_VARS
+        && n * pow(2.0, mask_variables(net)) <= SIM_ENUMERATION_MAX_EVALS) {
         double mean = 0.0, var = 0.0;
 
         for (size_t k = 0; k < data->n; k++) {
@@ -357,7 +388,7 @@ analytic_values(const struct pnd_sim_config *cfg, const struct pnd_net *net,
         if (data->n == 1) {
             sc->shared_exact = sc->per_sample_exact;
             sc->var_analytic = sc->per_sample_exact;
-        } else if (!scheme_shares_batch(sc->scheme)) {
+        } else if (!net_shares_batch(net)) {
             sc->var_analytic = sc->per_sample_exact;
         }
         return PND_OK;
@@ -365,36 +396,49 @@ analytic_values(const struct pnd_sim_config *cfg, const struct pnd_net *net,
 
     if (quadrature_fits(net, cfg->quad_nodes)) {
         double mean = 0.0;
+        int status = PND_OK;
 
-        for (size_t k = 0; k < data->n; k++) {
+        for (size_t k = 0; k < data->n && status == PND_OK; k++) {
             double value;
 
-            PND_TRY(pnd_quadrature_expected_loss(net, data, k,
-                                                 (size_t) cfg->quad_nodes, &value));
+            status = pnd_quadrature_expected_loss(net, data, k,
+                                                  (size_t) cfg->quad_nodes, &value);
             mean += value;
         }
-        sc->kinds[0] = KIND_QUADRATURE;
-        sc->analytic[0] = mean / n;
-        sc->n_kinds = 1;
-        return PND_OK;
-    }
-
-    {
-        double order2 = 0.0, order3 = 0.0;
-
-        for (size_t k = 0; k < data->n; k++) {
-            struct pnd_expansion e;
-
-            PND_TRY(pnd_expand_sample(net, data, k, &e));
-            order2 += e.order2;
-            order3 += e.order3;
+        if (status == PND_OK) {
+            sc->kinds[0] = KIND_QUADRATURE;
+            sc->analytic[0] = mean / n;
+            sc->n_kinds = 1;
+            return PND_OK;
         }
-        sc->kinds[0] = KIND_ORDER2;
-        sc->kinds[1] = KIND_ORDER3;
-        sc->analytic[0] = order2 / n;
-        sc->analytic[1] = order3 / n;
-        sc->n_kinds = 2;
+        /* A failed quadrature leaves the expansions, which always exist. */
+        pnd_log(PND_LOG_INFO, "quadrature failed (%s); reporting the expansions instead",
+                pnd_error_message());
+        pnd_error_clear();
     }
+
+    return PND_OK;
+}
+
+/* Append the order2 and order3 rows of the expansions to the case. */
+static int
+expansion_values(const struct pnd_net *net, const struct pnd_data *data,
+                 struct sim_case *sc)
+{
+    double order2 = 0.0, order3 = 0.0, n = (double) data->n;
+
+    for (size_t k = 0; k < data->n; k++) {
+        struct pnd_expansion e;
+
+        PND_TRY(pnd_expand_sample(net, data, k, &e));
+        order2 += e.order2;
+        order3 += e.order3;
+    }
+    sc->kinds[sc->n_kinds] = KIND_ORDER2;
+    sc->analytic[sc->n_kinds] = order2 / n;
+    sc->kinds[sc->n_kinds + 1] = KIND_ORDER3;
+    sc->analytic[sc->n_kinds + 1] = order3 / n;
+    sc->n_kinds += 2;
     return PND_OK;
 }
 
@@ -437,12 +481,17 @@ monte_carlo(const struct pnd_sim_config *cfg, const struct pnd_net *net,
     if (!sc->have_batch) {
         sc->per_sample = sc->own;
         sc->shared = sc->own;
-    } else if (scheme_shares_batch(sc->scheme)) {
-        sc->shared = sc->own;
-        PND_TRY(pnd_mc_loss(net, data, PND_BATCH_PER_SAMPLE, &opt, &sc->per_sample));
     } else {
-        sc->per_sample = sc->own;
-        PND_TRY(pnd_mc_loss(net, data, PND_BATCH_SHARED, &opt, &sc->shared));
+        /* Reuse the own-mode run where it has the same masks as a mode. */
+        if (net_shares_batch(net))
+            PND_TRY(pnd_mc_loss(net, data, PND_BATCH_PER_SAMPLE, &opt,
+                                &sc->per_sample));
+        else
+            sc->per_sample = sc->own;
+        if (net_masks_per_sample(net))
+            PND_TRY(pnd_mc_loss(net, data, PND_BATCH_SHARED, &opt, &sc->shared));
+        else
+            sc->shared = sc->own;
     }
 
     sc->have_cov = cfg->cov;
@@ -460,6 +509,7 @@ monte_carlo(const struct pnd_sim_config *cfg, const struct pnd_net *net,
             sc->cov_off_mc = cov->offdiag.mean;
             sc->cov_off_se = cov->offdiag.se;
             sc->cov_off_exact = cov->offdiag_exact;
+            sc->cov_mu_norm2 = cov->mu_norm2;
         }
         pnd_cov_estimate_free(cov);
         PND_TRY(status);
@@ -476,6 +526,8 @@ monte_carlo(const struct pnd_sim_config *cfg, const struct pnd_net *net,
         status = pnd_mc_grad(net, data, &opt, grad);
         if (status == PND_OK) {
             sc->grad_mean_norm = grad->mean_norm[0];
+            /* Frobenius norm of the standard errors of the mean's entries. */
+            sc->grad_mean_se = sqrt(grad->tr_cov[0].mean / (double) opt.draws);
             sc->grad_tr_cov = grad->tr_cov[0].mean;
             sc->grad_tr_cov_se = grad->tr_cov[0].se;
         }
@@ -495,18 +547,22 @@ judge_case(struct sim_case *sc)
     if (sc->kinds[0] <= KIND_QUADRATURE)
         record_check(sc, pnd_sim_z(sc->own.mean, sc->analytic[0], sc->own.se));
     if (!isnan(sc->var_analytic))
-        record_check(sc, pnd_sim_z(sc->own.var, sc->var_analytic, sc->own.var_se));
+        record_check(sc, pnd_sim_z_scaled(sc->own.var, sc->var_analytic,
+                                          sc->own.var_se,
+                                          sc->own.mean * sc->own.mean));
     if (sc->have_batch && !isnan(sc->per_sample_exact))
-        record_check(sc, pnd_sim_z(sc->per_sample.var, sc->per_sample_exact,
-                                   sc->per_sample.var_se));
+        record_check(sc, pnd_sim_z_scaled(sc->per_sample.var, sc->per_sample_exact,
+                                   sc->per_sample.var_se,
+                                   sc->own.mean * sc->own.mean));
     if (sc->have_batch && !isnan(sc->shared_exact))
-        record_check(sc, pnd_sim_z(sc->shared.var, sc->shared_exact,
-                                   sc->shared.var_se));
+        record_check(sc, pnd_sim_z_scaled(sc->shared.var, sc->shared_exact,
+                                   sc->shared.var_se,
+                                   sc->own.mean * sc->own.mean));
     if (sc->have_cov) {
-        record_check(sc, pnd_sim_z(sc->cov_trace_mc, sc->cov_trace_exact,
-                                   sc->cov_trace_se));
-        record_check(sc, pnd_sim_z(sc->cov_off_mc, sc->cov_off_exact,
-                                   sc->cov_off_se));
+        record_check(sc, pnd_sim_z_scaled(sc->cov_trace_mc, sc->cov_trace_exact,
+                                   sc->cov_trace_se, sc->cov_mu_norm2));
+        record_check(sc, pnd_sim_z_scaled(sc->cov_off_mc, sc->cov_off_exact,
+                                   sc->cov_off_se, sc->cov_mu_norm2));
     }
 }
 
@@ -573,6 +629,9 @@ run_case(const struct pnd_sim_config *cfg, bool override_scheme,
     status = monte_carlo(cfg, net, data, sc);
     if (status == PND_OK)
         status = analytic_values(cfg, net, data, sc);
+    /* Without a ground truth, or on request beside it: the expansions. */
+    if (status == PND_OK && (sc->n_kinds == 0 || cfg->expansions))
+        status = expansion_values(net, data, sc);
     if (status == PND_OK)
         status = penalty_terms(net, data, sc);
     if (status == PND_OK)
@@ -594,7 +653,8 @@ static const char *const tsv_columns[] = {
     "batch_var_per_sample_se", "batch_var_per_sample_exact",
     "batch_var_shared_mc", "batch_var_shared_se", "batch_var_shared_exact",
     "cov_trace_mc", "cov_trace_se", "cov_trace_exact", "cov_offdiag_mc",
-    "cov_offdiag_se", "cov_offdiag_exact", "grad_mean_norm", "grad_tr_cov",
+    "cov_offdiag_se", "cov_offdiag_exact", "grad_mean_norm", "grad_mean_se",
+    "grad_tr_cov",
     "grad_tr_cov_se", "max_abs_z", "verdict", "elapsed_s", NULL
 };
 
@@ -633,7 +693,8 @@ row_values(const struct sim_case *sc, size_t r)
     v.residual = exact ? (double) NAN : sc->own.mean - v.analytic;
     v.residual_se = exact ? (double) NAN : sc->own.se;
     v.var_z = isnan(sc->var_analytic) ? (double) NAN
-              : pnd_sim_z(sc->own.var, sc->var_analytic, sc->own.var_se);
+              : pnd_sim_z_scaled(sc->own.var, sc->var_analytic, sc->own.var_se,
+                                 sc->own.mean * sc->own.mean);
     return v;
 }
 
@@ -665,8 +726,9 @@ write_tsv_row(FILE *fp, size_t index, const struct sim_case *sc, size_t r)
             sc->have_cov ? sc->cov_off_mc : nan,
             sc->have_cov ? sc->cov_off_se : nan,
             sc->have_cov ? sc->cov_off_exact : nan);
-    fprintf(fp, "\t%.12g\t%.12g\t%.6g",
+    fprintf(fp, "\t%.12g\t%.6g\t%.12g\t%.6g",
             sc->have_grad ? sc->grad_mean_norm : nan,
+            sc->have_grad ? sc->grad_mean_se : nan,
             sc->have_grad ? sc->grad_tr_cov : nan,
             sc->have_grad ? sc->grad_tr_cov_se : nan);
     fprintf(fp, "\t%.4f\t%s\t%.3f\n", sc->max_abs_z, case_verdict(sc),
@@ -725,6 +787,7 @@ json_row(size_t index, const struct sim_case *sc, size_t r)
     json_object_object_add(row, "cov_offdiag_se", json_number(sc->have_cov ? sc->cov_off_se : (double) NAN));
     json_object_object_add(row, "cov_offdiag_exact", json_number(sc->have_cov ? sc->cov_off_exact : (double) NAN));
     json_object_object_add(row, "grad_mean_norm", json_number(sc->have_grad ? sc->grad_mean_norm : (double) NAN));
+    json_object_object_add(row, "grad_mean_se", json_number(sc->have_grad ? sc->grad_mean_se : (double) NAN));
     json_object_object_add(row, "grad_tr_cov", json_number(sc->have_grad ? sc->grad_tr_cov : (double) NAN));
     json_object_object_add(row, "grad_tr_cov_se", json_number(sc->have_grad ? sc->grad_tr_cov_se : (double) NAN));
     json_object_object_add(row, "max_abs_z", json_number(sc->max_abs_z));
@@ -778,10 +841,15 @@ open_outputs(const char *tsv_path, struct sim_outputs *out)
         out->tsv_open = true;
         out->tsv_fp = out->tsv.fp;
     }
-    for (size_t i = 0; tsv_columns[i] != NULL; i++)
-        fprintf(out->tsv_fp, "%s%s", i > 0 ? "\t" : "", tsv_columns[i]);
-    fputc('\n', out->tsv_fp);
     return PND_OK;
+}
+
+static void
+write_tsv_header(FILE *fp)
+{
+    for (size_t i = 0; tsv_columns[i] != NULL; i++)
+        fprintf(fp, "%s%s", i > 0 ? "\t" : "", tsv_columns[i]);
+    fputc('\n', fp);
 }
 
 static int
@@ -826,7 +894,7 @@ static int
 validate_config(const struct pnd_sim_config *cfg)
 {
     for (size_t i = 0; i < cfg->p.n; i++)
-        PND_TRY(pnd_check_p(cfg->p.v[i], "--p"));
+        PND_TRY(pnd_check_p(cfg->p.v[i], "p (--p)"));
     if (cfg->p.n == 0 || cfg->scale.n == 0 || cfg->d.n == 0 || cfg->h.n == 0
         || cfg->n.n == 0 || cfg->draws.n == 0)
         PND_ERROR(PND_EINVAL, "every sweep list (p, scale, d, h, n, draws) needs at least one value");
@@ -889,6 +957,8 @@ pnd_sim_run(const struct pnd_sim_config *cfg, const char *tsv_path,
         status = run_case(cfg, lists.override_scheme, &sc);
         if (status != PND_OK)
             break;
+        if (index == 0)
+            write_tsv_header(out.tsv_fp);
         for (size_t r = 0; r < sc.n_kinds; r++) {
             write_tsv_row(out.tsv_fp, index, &sc, r);
             json_object_array_add(out.rows, json_row(index, &sc, r));
@@ -919,9 +989,13 @@ pnd_sim_run(const struct pnd_sim_config *cfg, const char *tsv_path,
     json_object_put(out.rows);
     PND_TRY(status);
 
-    pnd_log(PND_LOG_INFO, "%zu cases, %zu exact comparisons, %zu failed |z| <= %.0f (max |z| %.2f), %.1f s",
-            local.cases, local.exact_checks, local.exact_failed, PND_SIM_Z_MAX,
-            local.max_abs_z, local.elapsed_s);
+    if (local.exact_checks == 0)
+        pnd_log(PND_LOG_INFO, "%zu cases, no exact comparisons (expansions only), %.1f s",
+                local.cases, local.elapsed_s);
+    else
+        pnd_log(PND_LOG_INFO, "%zu cases, %zu exact comparisons, %zu failed |z| <= %.0f (max |z| %.2f), %.1f s",
+                local.cases, local.exact_checks, local.exact_failed, PND_SIM_Z_MAX,
+                local.max_abs_z, local.elapsed_s);
     if (summary != NULL)
         *summary = local;
     if (cfg->check && local.exact_failed > 0)

@@ -7,9 +7,14 @@
 #include <stdlib.h>
 #include <string.h>
 
+#ifdef _OPENMP
+#include <omp.h>
+#endif
+
 #include "pnd/error.h"
 #include "pnd/mask.h"
 #include "pnd/rng.h"
+#include "sim/mask_internal.h"
 #include "tests/suites.h"
 
 /* Fast and reference kernels add the same terms in different orders (GEMM
@@ -242,6 +247,32 @@ START_TEST(test_mask_draw_order)
                 ck_assert(memcmp(M, M + u * d, d * sizeof *M) == 0);
     }
     free(M);
+}
+END_TEST
+
+/* The kernels' many-word Bernoulli sampler gives the same words and uses
+ * the same generator outputs as pnd_rng_bernoulli_word. */
+START_TEST(test_mask_bernoulli_words_match_rng)
+{
+    static const double qs[] = {
+        0.7, 0.5, 0.25, 0.1, 1e-3, 0.999999, 1.0 - 0x1p-53, 0x1p-1074,
+        0x1p-60, 0.0, 1.0,
+    };
+    enum { N_WORDS = 40 };
+
+    for (size_t j = 0; j < sizeof qs / sizeof qs[0]; j++) {
+        uint64_t coord = j, words[N_WORDS];
+        struct pnd_mask_bernoulli b;
+        pnd_pcg64 r1, r2;
+
+        pnd_rng_derive(&r1, TEST_SEED, &coord, 1);
+        r2 = r1;
+        pnd_mask_bernoulli_init(&b, qs[j]);
+        pnd_mask_bernoulli_words(&r1, &b, N_WORDS, words);
+        for (size_t i = 0; i < N_WORDS; i++)
+            ck_assert_uint_eq(words[i], pnd_rng_bernoulli_word(&r2, qs[j]));
+        ck_assert(r1.state == r2.state);
+    }
 }
 END_TEST
 
@@ -511,6 +542,56 @@ START_TEST(test_mask_chunking_independent)
     free(Z1);
     free(dX1);
     free(dW1);
+    layer_free(&L);
+}
+END_TEST
+
+/* Threads with their own workspaces, one sample per call, give the same
+ * bits as one thread (the kernels share no mutable state). */
+START_TEST(test_mask_threads_match_serial)
+{
+    enum { N_SAMPLES = 16, N_THREADS = 4 };
+    size_t h = 8, d = 100;
+    struct layer L = layer_make(N_SAMPLES, h, d, 350);
+    double *Zt = malloc(N_SAMPLES * h * sizeof *Zt);
+    struct pnd_mask_workspace *ws[N_THREADS];
+    int status[N_SAMPLES];
+
+    ck_assert_ptr_nonnull(Zt);
+    for (int t = 0; t < N_THREADS; t++) {
+        ws[t] = pnd_mask_workspace_alloc(h, d);
+        ck_assert_ptr_nonnull(ws[t]);
+    }
+    for (size_t j = 0; j < N_MASKED; j++) {
+        struct pnd_mask_spec spec = { masked_schemes[j], TEST_P, NULL };
+        struct pnd_mask_key key = test_key();
+
+        ck_assert_int_eq(pnd_layer_forward(&spec, &key, N_SAMPLES, h, d, L.W,
+                                           L.b, L.X, L.Z, L.w), PND_OK);
+#pragma omp parallel for num_threads(N_THREADS) schedule(static, 1)
+        for (int k = 0; k < N_SAMPLES; k++) {
+            struct pnd_mask_key kk = key;
+            int t = 0;
+
+#ifdef _OPENMP
+            t = omp_get_thread_num();
+#endif
+            kk.sample = key.sample + (uint64_t) k;
+            status[k] = pnd_layer_forward(&spec, &kk, 1, h, d, L.W, L.b,
+                                          L.X + k * d, Zt + k * h, ws[t]);
+        }
+        for (int k = 0; k < N_SAMPLES; k++)
+            ck_assert_int_eq(status[k], PND_OK);
+        if (masked_schemes[j] == PND_SCHEME_PERNODEDROP
+            || masked_schemes[j] == PND_SCHEME_PERNODEDROP_GAUSSIAN)
+            ck_assert(memcmp(L.Z, Zt, N_SAMPLES * h * sizeof *Zt) == 0);
+        for (size_t i = 0; i < N_SAMPLES * h; i++)
+            ck_assert_double_eq_tol(L.Z[i], Zt[i],
+                                    SUM_ORDER_TOL * 4.0 * (1 + d));
+    }
+    for (int t = 0; t < N_THREADS; t++)
+        pnd_mask_workspace_free(ws[t]);
+    free(Zt);
     layer_free(&L);
 }
 END_TEST
@@ -831,7 +912,37 @@ START_TEST(test_mask_non_finite_input)
     spec.p = 0.1;
     ck_assert_int_eq(pnd_layer_forward(&spec, &key, 2, 3, 5, L.W, L.b, L.X,
                                        L.Z, L.w), PND_ENUMERIC);
+
+    /* The backward pass checks its inputs X and dZ. */
+    ck_assert_int_eq(pnd_layer_backward(&spec, &key, 2, 3, 5, L.W, L.X, L.dZ,
+                                        L.dW, NULL, NULL, L.w), PND_ENUMERIC);
+    L.X[6] = 0.5;
+    L.dZ[4] = INFINITY;
+    spec.scheme = PND_SCHEME_PERNODEDROP;
+    ck_assert_int_eq(pnd_layer_backward(&spec, &key, 2, 3, 5, L.W, L.X, L.dZ,
+                                        L.dW, L.db, L.dX, L.w), PND_ENUMERIC);
+    ck_assert_ptr_nonnull(strstr(pnd_error_message(), "dZ"));
     layer_free(&L);
+}
+END_TEST
+
+/* pnd_mask_bench runs one call with min_seconds = 0 and rejects empty
+ * shapes; its speed is measured by pnd bench, not here. */
+START_TEST(test_mask_bench_arguments)
+{
+    double rate = 0.0;
+
+    ck_assert_int_eq(pnd_mask_bench(PND_SCHEME_PERNODEDROP, TEST_P, 2, 3, 70,
+                                    true, 0.0, &rate), PND_OK);
+    ck_assert_double_gt(rate, 0.0);
+    ck_assert_int_eq(pnd_mask_bench(PND_SCHEME_FIXED_MASK, TEST_P, 2, 3, 70,
+                                    false, 0.0, &rate), PND_OK);
+    ck_assert_int_eq(pnd_mask_bench(PND_SCHEME_NONE, 0.0, 0, 3, 70, false,
+                                    0.0, &rate), PND_EINVAL);
+    ck_assert_int_eq(pnd_mask_bench(PND_SCHEME_NONE, 0.0, 1, 3, 70, false,
+                                    0.0, NULL), PND_EINVAL);
+    ck_assert_int_eq(pnd_mask_bench(PND_SCHEME_DROPOUT, 1.0, 1, 3, 70, false,
+                                    0.0, &rate), PND_EINVAL);
 }
 END_TEST
 
@@ -846,12 +957,14 @@ pnd_mask_suite(void)
     tcase_add_test(core, test_mask_names_round_trip);
     tcase_add_test(core, test_mask_noise_moments);
     tcase_add_test(core, test_mask_draw_order);
+    tcase_add_test(core, test_mask_bernoulli_words_match_rng);
     tcase_add_test(core, test_mask_forward_matches_reference);
     tcase_add_test(core, test_mask_backward_matches_reference);
     tcase_add_test(core, test_mask_keep_fraction);
     tcase_add_test(core, test_mask_gaussian_moments);
     tcase_add_test(core, test_mask_sharing);
     tcase_add_test(core, test_mask_chunking_independent);
+    tcase_add_test(core, test_mask_threads_match_serial);
     tcase_add_test(core, test_mask_p_zero_is_unmasked);
     tcase_add_test(core, test_mask_fixed_across_steps);
     tcase_add_test(core, test_mask_gradient_finite_differences);
@@ -863,6 +976,7 @@ pnd_mask_suite(void)
     tcase_add_test(limits, test_mask_null_optional_outputs);
     tcase_add_test(limits, test_mask_workspace_too_small);
     tcase_add_test(limits, test_mask_non_finite_input);
+    tcase_add_test(limits, test_mask_bench_arguments);
     suite_add_tcase(s, limits);
     return s;
 }

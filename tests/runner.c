@@ -15,6 +15,7 @@ static Suite *(*const suites[])(void) = {
     pnd_sim_suite,
     pnd_analysis_suite,
     pnd_train_suite,
+    pnd_report_suite,
 };
 
 const char *

@@ -11,6 +11,7 @@ Suite *pnd_mask_suite(void);
 Suite *pnd_sim_suite(void);
 Suite *pnd_analysis_suite(void);
 Suite *pnd_train_suite(void);
+Suite *pnd_report_suite(void);
 
 /* Directory of the committed test fixtures (PND_TEST_DATA, set by make
  * check), or "tests/data" when run by hand from the source tree. */

@@ -22,16 +22,18 @@ struct pnd_moments {
     double var;
 };
 
-/* Exact E[l] and Var[l] of one sample for the quadratic models (one masked
- * layer, identity activation, optional readout, squared loss). PND_EINVAL
- * for any other network. */
+/* Exact E[l] and Var[l] of one sample over the mask distribution for the
+ * quadratic models: one masked layer, identity activation, optional
+ * readout, squared loss. fixed-mask counts as the distribution of its
+ * one-time draw. PND_EINVAL for any other network. */
 int pnd_exact_sample_moments(const struct pnd_net *net,
                              const struct pnd_data *data, size_t k,
                              struct pnd_moments *result);
 
 /* Exact moments of the mini-batch loss L = (1/n) sum_k l_k over all samples
- * of data, with a fresh mask per sample and with one mask shared by the
- * batch. E[L] is the same for both. */
+ * of data, with a fresh mask per sample and with one mask draw shared by
+ * the n samples, for every scheme whatever its own batch semantics. E[L] is
+ * the same for both. */
 int pnd_exact_batch_moments(const struct pnd_net *net,
                             const struct pnd_data *data,
                             struct pnd_moments *per_sample,
@@ -94,6 +96,16 @@ int pnd_enumerate_sample_moments(const struct pnd_net *net,
 int pnd_quadrature_expected_loss(const struct pnd_net *net,
                                  const struct pnd_data *data, size_t k,
                                  size_t n_nodes, double *result);
+
+/* The same with an error estimate abserr = |Q(n) - Q(n / 2)| from the rules
+ * of n and n / 2 nodes (n >= 2), at 2^-h of extra cost. Once the rule
+ * converges this overestimates the error of Q(n). Convergence is slow when
+ * the noise is wide compared with the activation's scale: a tanh layer with
+ * sqrt(S_uu) near 0.7 needed 60 nodes for 1e-10. */
+int pnd_quadrature_expected_loss_err(const struct pnd_net *net,
+                                     const struct pnd_data *data, size_t k,
+                                     size_t n_nodes, double *result,
+                                     double *abserr);
 
 /* Losses of sample k at draws first_draw .. first_draw + n_draws - 1 by
  * local reparameterisation: every masked layer must be pernodedrop-gaussian

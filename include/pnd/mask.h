@@ -81,7 +81,7 @@ struct pnd_mask_key {
     uint64_t sample;     /* index of the sample within the step */
 };
 
-/* How one layer is masked. */
+/* Masking of one layer: the scheme, p and any fixed-mask bits. */
 struct pnd_mask_spec {
     enum pnd_scheme scheme;
     double p;

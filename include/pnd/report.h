@@ -2,10 +2,10 @@
  *
  * Figures: the toolkit's results are TSV files with a header line of column
  * names and one row per case or epoch. The plot functions read them
- * (pnd_table), check every value they use is finite, write the data of each
- * figure to DIR/data/NAME.dat and run gnuplot on a template from the data
- * directory (pnd_plot_data_dir) to draw DIR/NAME.pdf and DIR/NAME.png, and
- * DIR/NAME.svg on request. Every figure file is written under a temporary
+ * (pnd_table) and check that every value they use is finite. They write the
+ * data of each figure to DIR/data/NAME.dat and run gnuplot on a template
+ * from the data directory (pnd_plot_data_dir) to draw DIR/NAME.pdf and
+ * DIR/NAME.png, and DIR/NAME.svg on request. Every figure file is written under a temporary
  * name and renamed when gnuplot succeeded, so an interrupted run leaves no
  * half-drawn figure.
  *
@@ -29,7 +29,7 @@ extern "C" {
 /* ---- TSV tables ---- */
 
 /* A TSV file in memory. Lines starting with '#' and blank lines are
- * skipped; the first other line holds the column names. */
+ * skipped, and the first other line contains the column names. */
 struct pnd_table {
     char *path;            /* file name, for messages (owned) */
     size_t n_rows, n_cols;
@@ -50,7 +50,7 @@ int pnd_table_column(const struct pnd_table *table, const char *name);
 /* Cell text of (row, col); col must be a valid index. */
 const char *pnd_table_cell(const struct pnd_table *table, size_t row, int col);
 
-/* True for a cell that holds no value: empty, "-" or "NA". */
+/* True for a cell that contains no value: empty, "-" or "NA". */
 bool pnd_table_missing(const struct pnd_table *table, size_t row, int col);
 
 /* Parse cell (row, col) as a number. PND_ENUMERIC for NaN or Inf and
@@ -113,9 +113,9 @@ struct pnd_figure_list {
 void pnd_figure_list_free(struct pnd_figure_list *list);
 
 /* Directory of the gnuplot templates: $PND_DATA_DIR when set, else the
- * installed $(pkgdatadir) when it holds them, else plots/ in the source
- * tree (running uninstalled). PND_EUNAVAIL naming every place searched
- * when none holds styles.gp. */
+ * installed $(pkgdatadir) when it contains them, else plots/ in the source
+ * tree (running uninstalled). PND_EUNAVAIL, naming every place searched,
+ * when none contains styles.gp. */
 int pnd_plot_data_dir(char *buf, size_t size);
 
 /* Draw one figure: run gnuplot on template (a file name in the data
@@ -126,17 +126,17 @@ int pnd_plot_data_dir(char *buf, size_t size);
 int pnd_plot_draw(const struct pnd_plot_options *opt, const char *template,
                   const char *name, const char *const *vars, size_t n_vars);
 
-/* Every figure that a simulator TSV supports (expected loss against p,
+/* Draw every figure that a simulator TSV supports: expected loss against p,
  * expansion residuals with fitted slopes, MC convergence, mini-batch
- * variance, R_diag and R_cross); figures whose columns are absent are
+ * variance, R_diag and R_cross. A figure whose columns are absent is
  * skipped. Appends the figures drawn to list. */
 int pnd_plot_sim(const struct pnd_plot_options *opt, const char *tsv_path,
                  const char *prefix, struct pnd_figure_list *list);
 
-/* Training figures from n_runs trainer run directories (learning curves,
- * co-adaptation statistics, correlation heatmaps, generalisation gap);
- * runs of the same scheme and p are seeds, summarised by mean and 95%
- * interval. */
+/* Draw the training figures of n_runs trainer run directories: learning
+ * curves, co-adaptation statistics, correlation heatmaps and the
+ * generalisation gap. Runs of the same scheme and p are seeds, summarised
+ * by their mean and 95% t-interval. */
 int pnd_plot_train(const struct pnd_plot_options *opt,
                    const char *const *run_dirs, size_t n_runs,
                    struct pnd_figure_list *list);
@@ -176,7 +176,7 @@ struct pnd_report_result {
 };
 
 /* Run the preset and write the report. Returns PND_OK when the report was
- * written, even when exact checks failed: result->n_exact_failed says so. */
+ * written, even when exact checks failed. result->n_exact_failed counts them. */
 int pnd_report_run(const struct pnd_report_config *cfg,
                    struct pnd_report_result *result);
 

@@ -2,10 +2,10 @@
  * `pnd sim` driver that sets them beside the analytic values.
  *
  * Draw j of a run masks layer l of sample k with the key (seed, l, j, k),
- * so every estimate is a pure function of the seed and the number of draws:
- * draws are split into fixed chunks whose boundaries do not depend on the
- * thread count, each chunk is accumulated on its own, and the chunks are
- * merged in chunk order. The output is the same, byte for byte, for any
+ * so every estimate is a pure function of the seed and the number of draws.
+ * Draws are split into fixed chunks whose boundaries do not depend on the
+ * thread count. Each chunk is accumulated on its own, and the chunks are
+ * merged in chunk order, so the output is the same, byte for byte, for any
  * OMP_NUM_THREADS.
  */
 #ifndef PND_SIM_H
@@ -54,7 +54,7 @@ int pnd_moment_acc_estimate(const struct pnd_moment_acc *acc,
 
 /* --- Monte Carlo estimators ----------------------------------------------- */
 
-/* How the masks of the n samples of one draw relate. */
+/* Relation between the masks of the n samples of one draw. */
 enum pnd_batch_mode {
     PND_BATCH_OWN = 0,      /* the scheme's own semantics: shared for
                                dropconnect and fixed-mask, per sample for
@@ -106,6 +106,7 @@ struct pnd_cov_estimate {
     struct pnd_estimate offdiag;   /* of sum_{u != v} (z_u - mu_u)(z_v - mu_v) */
     double trace_exact;            /* tr S */
     double offdiag_exact;          /* sum_{u != v} S_uv */
+    double mu_norm2;               /* |mu|^2, the scale of rounding in z - mu */
 };
 
 struct pnd_cov_estimate *pnd_cov_estimate_alloc(size_t h);
@@ -137,9 +138,18 @@ int pnd_mc_grad(const struct pnd_net *net, const struct pnd_data *data,
 /* Pass rule for a Monte Carlo estimate of a quantity known exactly. */
 #define PND_SIM_Z_MAX 4.0
 
+/* Relative rounding tolerance for a deterministic quantity (se == 0). */
+#define PND_SIM_ROUNDING_TOL 1e-12
+
 /* z = (mc - exact) / se. With se == 0 (a deterministic quantity) z is 0
- * when mc equals exact to 1e-12 relative, else +-HUGE_VAL. */
+ * when |mc - exact| <= PND_SIM_ROUNDING_TOL * max(|mc|, |exact|), else
+ * +-HUGE_VAL. */
 double pnd_sim_z(double mc, double exact, double se);
+
+/* The same with the rounding tolerance taken relative to
+ * max(|mc|, |exact|, scale): scale is the size of the terms that cancel to
+ * give the quantity, such as |mu|^2 for a covariance about mu. */
+double pnd_sim_z_scaled(double mc, double exact, double se, double scale);
 
 /* --- the pnd sim driver --------------------------------------------------- */
 
@@ -166,6 +176,7 @@ struct pnd_sim_config {
     long quad_nodes;                /* Gauss-Hermite nodes per dimension */
     long grad_draws;                /* draws of the gradient moments, 0: none */
     bool cov;                       /* estimate pre-activation covariances */
+    bool expansions;                /* order2 and order3 rows beside an exact value */
     bool check;                     /* a failed exact comparison is an error */
 };
 
@@ -175,14 +186,14 @@ struct pnd_sim_summary {
     size_t rows;
     size_t exact_checks;       /* exact comparisons run (mean, variance, ...) */
     size_t exact_failed;       /* of them, with |z| > PND_SIM_Z_MAX */
-    double max_abs_z;          /* largest |z| of an exact comparison */
+    double max_abs_z;          /* largest |z| of an exact comparison, 0 if none */
     double elapsed_s;
 };
 
-/* Defaults: model readout, scheme pernodedrop, p 0.1, scale 1, d 8, h 4,
- * c 2, n 1, 100000 draws, seed 1, data seed 1, one mlp layer of tanh,
- * squared loss, noise 0.1, 10 quadrature nodes, covariance estimate on,
- * 10000 gradient draws. */
+/* Set the defaults. The network is the readout model with d 8, h 4, c 2,
+ * n 1, scale 1 and noise 0.1 (mlp: one tanh layer, squared loss). The run
+ * is pernodedrop at p 0.1 with 100000 draws, seeds 1, 10 quadrature nodes,
+ * the covariance estimate on and 10000 gradient draws. */
 void pnd_sim_config_init(struct pnd_sim_config *cfg);
 void pnd_sim_config_free(struct pnd_sim_config *cfg);  /* frees the strings */
 

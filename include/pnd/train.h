@@ -5,7 +5,7 @@
  * scheme through pnd_layer_forward and pnd_layer_backward (pnd/mask.h), with
  * a softmax cross-entropy output layer. pnd_train_run trains one network
  * with one scheme and one seed, writes a run directory and fills a
- * pnd_train_result; pnd_train_sweep repeats it over schemes and seeds.
+ * pnd_train_result. pnd_train_sweep repeats it over schemes and seeds.
  * docs/train.md describes the options, the outputs and their formats.
  */
 #ifndef PND_TRAIN_H
@@ -38,8 +38,8 @@ struct pnd_dataset {
     int *labels;      /* (n), values in [0, c) */
 };
 
-/* Allocate a data set of n images of d pixels with c classes; X and labels
- * are zero. Caller frees with pnd_dataset_free. */
+/* Allocate a data set of n images of d pixels with c classes, X and labels
+ * zero. Caller frees with pnd_dataset_free. */
 int pnd_dataset_alloc(size_t n, size_t d, size_t c, struct pnd_dataset **result);
 void pnd_dataset_free(struct pnd_dataset *ds);  /* NULL is a no-op */
 
@@ -47,7 +47,7 @@ void pnd_dataset_free(struct pnd_dataset *ds);  /* NULL is a no-op */
  * label file (magic 0x00000801), gzipped or not. Pixels become
  * value / pixel_max. PND_EFORMAT names the file and the byte offset for a
  * wrong magic number, a truncated file, corrupt gzip data or image and
- * label counts that differ; PND_EIO when a file cannot be opened. */
+ * label counts that differ, and PND_EIO when a file cannot be opened. */
 int pnd_dataset_read_idx(const char *images_path, const char *labels_path,
                          double pixel_max, struct pnd_dataset **result);
 
@@ -81,7 +81,7 @@ enum pnd_init {
 };
 extern const char *const pnd_init_names[];  /* "auto", "glorot", "he", NULL */
 
-/* Architecture: layer l maps widths[l] to widths[l + 1]; the last layer is
+/* Architecture: layer l maps widths[l] to widths[l + 1], and the last layer is
  * the softmax output layer (identity activation). */
 struct pnd_mlp_spec {
     size_t n_layers;                               /* hidden layers + 1 */
@@ -102,14 +102,14 @@ struct pnd_mlp {
     uint64_t *fixed_bits[PND_TRAIN_MAX_LAYERS]; /* (h, ceil(d/64)) for fixed-mask layers, else NULL */
 };
 
-/* Allocate an MLP with zero parameters; fixed-mask bits are drawn from
+/* Allocate an MLP with zero parameters and fixed-mask bits drawn from
  * (seed, layer). Caller frees with pnd_mlp_free. */
 int pnd_mlp_alloc(const struct pnd_mlp_spec *spec, uint64_t seed,
                   struct pnd_mlp **result);
 void pnd_mlp_free(struct pnd_mlp *mlp);   /* NULL is a no-op */
 
 /* Glorot or He initialisation of every weight, from generators derived
- * from (seed, layer); biases zero. */
+ * from (seed, layer). Biases start at zero. */
 int pnd_mlp_init_params(struct pnd_mlp *mlp, enum pnd_init init, uint64_t seed);
 
 /* Offsets of each layer's W and b inside a block laid out like params, for
@@ -183,6 +183,14 @@ struct pnd_coadapt {
 int pnd_coadapt_activations(size_t n, size_t h, const double *H, double *K,
                             double *C, struct pnd_coadapt *result);
 
+/* R_diag and R_cross of every hidden layer as input Dropout with drop
+ * probability p[l] would see them, averaged over the n samples X (n, d)
+ * with labels: R_diag (n_hidden) and R_cross (n_hidden). Exact Hessians,
+ * batched with BLAS. pnd_expand_layer_dropout_terms gives the same values. */
+int pnd_coadapt_dropout_terms(const struct pnd_mlp *mlp, size_t n,
+                              const double *X, const int *labels,
+                              const double *p, double *R_diag, double *R_cross);
+
 /* ---------------------------------------------------------------- trainer */
 
 enum pnd_optimizer { PND_OPT_SGD = 0, PND_OPT_ADAM };
@@ -247,7 +255,7 @@ void pnd_train_config_quick(struct pnd_train_config *cfg, long max_train,
                             long epochs);
 
 /* The key table of cfg for pnd_config_read and pnd_config_set: keys must
- * have room for PND_TRAIN_CONFIG_MAX_KEYS entries; returns the count. */
+ * have room for PND_TRAIN_CONFIG_MAX_KEYS entries. Returns the count. */
 #define PND_TRAIN_CONFIG_MAX_KEYS 64
 size_t pnd_train_config_keys(struct pnd_train_config *cfg,
                              struct pnd_config_key *keys);
@@ -299,7 +307,7 @@ int pnd_train_run_data(const struct pnd_train_config *cfg,
                        const struct pnd_train_data *data, const char *run_dir,
                        struct pnd_train_result *result);
 
-/* Mean and 95% t-interval half-width of x (n); half_width is 0 for n < 2. */
+/* Mean and 95% t-interval half-width of x (n). The half-width is 0 for n < 2. */
 void pnd_train_mean_ci(const double *x, size_t n, double *mean,
                        double *half_width);
 
