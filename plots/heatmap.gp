@@ -18,6 +18,8 @@ unset key
 set border 15
 set tics nomirror in
 set size ratio -1
+set autoscale xfix
+set autoscale yfix
 set palette defined (-1 '#2166AC', 0 '#F7F7F7', 1 '#B2182B')
 set cbrange [-1:1]
 set cblabel (exists("cblabel") ? cblabel : 'Pearson correlation')

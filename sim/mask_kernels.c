@@ -10,10 +10,10 @@
  * x86-64 baseline (two SSE2 registers). Neither clone uses FMA, so both
  * round every product and sum the same way and give the same bits.
  *
- * The order of the additions depends only on d: four accumulators take the
- * groups of 4 connections in turn (group g goes to accumulator g % 4), they
- * are added as (a0 + a1) + (a2 + a3) and the lanes likewise, and the
- * connections after the last whole group of 4 follow one by one.
+ * The order of the additions depends only on d. Group g of 4 connections
+ * goes to accumulator g % 4 of four. The accumulators are added as
+ * (a0 + a1) + (a2 + a3), the lanes likewise, and the connections after the
+ * last whole group of 4 follow one by one.
  *
  * NOTE: a dropped connection whose product is NaN or Inf adds +0.0 here,
  * while the reference kernel, which multiplies by the mask value 0, gives

@@ -393,16 +393,16 @@ START_TEST(test_mask_keep_fraction)
             double scale = 1.0 / (1.0 - ps[a]);
             /* The input scheme has d variables, the others h d. */
             size_t n_vars = bernoulli[j] == PND_SCHEME_DROPOUT ? d : h * d;
-            double kept = 0.0, mean, sd;
+            double n_kept = 0.0, mean, sd;
 
             ck_assert_int_eq(pnd_mask_values(&spec, &key, h, d, M), PND_OK);
             for (size_t i = 0; i < n_vars; i++) {
                 ck_assert(M[i] == 0.0 || M[i] == scale);
-                kept += M[i] != 0.0;
+                n_kept += M[i] != 0.0;
             }
             mean = n_vars * (1.0 - ps[a]);
             sd = sqrt(n_vars * ps[a] * (1.0 - ps[a]));
-            ck_assert_double_le(fabs(kept - mean), Z_MAX * sd);
+            ck_assert_double_le(fabs(n_kept - mean), Z_MAX * sd);
         }
     }
     free(M);

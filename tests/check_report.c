@@ -14,6 +14,7 @@
 #include "pnd/fileio.h"
 #include "pnd/report.h"
 #include "plots/plot_internal.h"
+#include "reports/report_internal.h"
 #include "tests/suites.h"
 
 /* Exact arithmetic on exact power laws: only rounding of log and the
@@ -342,6 +343,41 @@ START_TEST(test_plot_train_draws_figures)
 }
 END_TEST
 
+START_TEST(test_report_table_formats)
+{
+    char dir[64], path[128], *text;
+    struct report_table t;
+
+    make_temp_dir(dir, sizeof dir);
+    ck_assert_int_eq(report_table_init(&t, "demo", "R_cross at 95%", "scheme\t>value"),
+                     PND_OK);
+    ck_assert_int_eq(report_table_add(&t, "%s\t%s", "pernode_drop", "1.5 ± 0.2"), PND_OK);
+    ck_assert_int_eq(report_table_add(&t, "%s\t%s", "a|b", ""), PND_OK);
+    ck_assert_int_eq(report_table_add(&t, "%s", "one cell only"), PND_EINVAL);
+    ck_assert_uint_eq(t.n_rows, 2);
+    ck_assert_int_eq(report_table_write(&t, dir), PND_OK);
+
+    snprintf(path, sizeof path, "%s/demo.tex", dir);
+    ck_assert_int_eq(pnd_read_file(path, &text, NULL), PND_OK);
+    ck_assert_ptr_nonnull(strstr(text, "\\toprule"));
+    ck_assert_ptr_nonnull(strstr(text, "pernode\\_drop & 1.5 $\\pm$ 0.2 \\\\"));
+    ck_assert_ptr_nonnull(strstr(text, "R\\_cross at 95\\%"));
+    ck_assert_ptr_nonnull(strstr(text, "{lr}"));
+    free(text);
+    snprintf(path, sizeof path, "%s/demo.md", dir);
+    ck_assert_int_eq(pnd_read_file(path, &text, NULL), PND_OK);
+    ck_assert_ptr_nonnull(strstr(text, "| a\\|b |  |"));
+    ck_assert_ptr_nonnull(strstr(text, "|---|---:|"));
+    free(text);
+    snprintf(path, sizeof path, "%s/demo.tsv", dir);
+    ck_assert_int_eq(pnd_read_file(path, &text, NULL), PND_OK);
+    ck_assert_str_eq(text, "scheme\tvalue\npernode_drop\t1.5 ± 0.2\na|b\t\n");
+    free(text);
+    report_table_free(&t);
+    remove_tree(dir);
+}
+END_TEST
+
 /* Every href and src of report.html names a file or folder that exists. */
 static void
 assert_links_resolve(const char *dir)
@@ -584,6 +620,7 @@ pnd_report_suite(void)
     tcase_add_test(core, test_residual_fits_expected_slopes);
     tcase_add_test(core, test_plot_sim_draws_figures);
     tcase_add_test(core, test_plot_train_draws_figures);
+    tcase_add_test(core, test_report_table_formats);
     tcase_add_test(core, test_report_quick_preset);
     suite_add_tcase(s, core);
 

@@ -1,8 +1,8 @@
-/* The simulator: Monte Carlo estimates against the exact moments of the
- * quadratic models and against enumeration, confidence-interval coverage,
- * pre-activation covariances against S, gradients by finite differences,
- * determinism across threads and chunk sizes, file readers and the exit
- * status of pnd sim on invalid input. */
+/* Tests of the simulator. Monte Carlo estimates are set against the exact
+ * moments of the quadratic models, enumeration and S, and their intervals
+ * are checked for coverage. Gradients are checked by finite differences,
+ * results for independence of threads and chunk sizes, and the file
+ * readers and pnd sim for their handling of invalid input. */
 #include <config.h>
 
 #include <fcntl.h>
@@ -29,9 +29,9 @@
 
 extern char **environ;
 
-/* Monte Carlo rule of the project: |z| <= 4 standard errors. With about 150
+/* Monte Carlo rule of the project: |z| <= 4 standard errors. With about 250
  * comparisons in this suite at fixed seeds, a correct estimator exceeds 4
- * sigma anywhere with probability about 150 * 6.3e-5 = 1%. */
+ * sigma anywhere with probability about 250 * 6.3e-5 = 1.6%. */
 #define Z_MAX 4.0
 /* Draws of the exact comparisons: enough for the fourth-moment standard
  * error of the variance to be reliable, few enough to keep the suite fast. */
@@ -595,13 +595,13 @@ START_TEST(test_sim_run_outputs)
     pnd_log_set_level(PND_LOG_ERROR);    /* no verdict lines in the test log */
     ck_assert_int_eq(pnd_sim_run(&cfg, tsv, json, &summary), PND_OK);
 
-    /* Seven schemes, one exact row each; per case the mean, the own
-     * variance, both batch variances and two covariance sums, except that
-     * the scheme none has no batch difference to compare. */
+    /* Seven schemes with one exact row each. Every case compares six
+     * values: the mean, the own-mode variance, both batch variances and
+     * the two covariance sums. */
     ck_assert_uint_eq(summary.cases, PND_SCHEME_COUNT);
     ck_assert_uint_eq(summary.rows, PND_SCHEME_COUNT);
     ck_assert_uint_eq(summary.exact_failed, 0);
-    ck_assert_uint_ge(summary.exact_checks, 5 * PND_SCHEME_COUNT);
+    ck_assert_uint_eq(summary.exact_checks, 6 * PND_SCHEME_COUNT);
     ck_assert_uint_eq(count_lines(tsv), 1 + PND_SCHEME_COUNT);
 
     root = json_object_from_file(json);
@@ -660,6 +660,80 @@ START_TEST(test_read_network_file)
     ck_assert_int_eq(pnd_mc_loss(net, data, PND_BATCH_OWN, &opt, &est), PND_OK);
     z = z_of(est.mean, per.mean, est.se);
     ck_assert_msg(fabs(z) <= Z_MAX, "network file: mean z = %g", z);
+    pnd_net_free(net);
+    pnd_data_free(data);
+}
+END_TEST
+
+START_TEST(test_read_softmax_file)
+{
+    /* Labels from a one-column text file; 5 Dropout variables per sample,
+     * so enumeration gives the exact E[l] of each sample. */
+    char path[4096];
+    struct pnd_net *net;
+    struct pnd_data *data;
+    struct pnd_mc_options opt;
+    static const int labels[4] = {0, 2, 1, 2};
+
+    data_path(path, sizeof path, "sim_net_softmax.ini");
+    ck_assert_int_eq(pnd_net_read(path, &net, &data), PND_OK);
+    ck_assert_int_eq(net->loss, PND_LOSS_SOFTMAX_XENT);
+    ck_assert_ptr_null(net->V);
+    ck_assert_uint_eq(net->n_out, 3);
+    ck_assert_ptr_nonnull(data->labels);
+    for (size_t k = 0; k < 4; k++)
+        ck_assert_int_eq(data->labels[k], labels[k]);
+
+    mc_options(&opt, CHECK_DRAWS, TEST_SEED);
+    for (size_t k = 0; k < 4; k++) {
+        struct pnd_data one = pnd_data_sample_view(data, k);
+        struct pnd_moments exact;
+        struct pnd_estimate est;
+        double z;
+
+        ck_assert_int_eq(pnd_enumerate_sample_moments(net, &one, 0, &exact), PND_OK);
+        ck_assert_int_eq(pnd_mc_loss(net, &one, PND_BATCH_OWN, &opt, &est), PND_OK);
+        z = z_of(est.mean, exact.mean, est.se);
+        ck_assert_msg(fabs(z) <= Z_MAX, "softmax file, sample %zu: mean z = %g", k, z);
+        z = z_of(est.var, exact.var, est.var_se);
+        ck_assert_msg(fabs(z) <= Z_MAX, "softmax file, sample %zu: variance z = %g", k, z);
+    }
+    pnd_net_free(net);
+    pnd_data_free(data);
+}
+END_TEST
+
+START_TEST(test_preact_cov_second_layer)
+{
+    /* Layer 2 of a tanh network, masked alone, against S at its clean
+     * input h_1: the full matrix for Dropout. */
+    struct pnd_synth_spec spec;
+    struct pnd_net *net;
+    struct pnd_data *data;
+    struct pnd_mc_options opt;
+    struct pnd_cov_estimate *cov;
+    size_t h = 3;
+    double z;
+
+    pnd_synth_spec_init(&spec);
+    spec.model = PND_MODEL_MLP;
+    spec.n_layers = 2;
+    spec.d = 4;
+    spec.h[0] = 5;
+    spec.h[1] = h;
+    ck_assert_int_eq(pnd_net_synth(&spec, &net, &data), PND_OK);
+    ck_assert_int_eq(pnd_net_set_scheme(net, PND_SCHEME_DROPOUT, 0.3, TEST_SEED), PND_OK);
+    mc_options(&opt, CHECK_DRAWS, TEST_SEED);
+    cov = pnd_cov_estimate_alloc(h);
+    ck_assert_ptr_nonnull(cov);
+    ck_assert_int_eq(pnd_mc_preact_cov(net, data, 0, 1, &opt, cov), PND_OK);
+    for (size_t e = 0; e < h * h; e++) {
+        z = pnd_sim_z_scaled(cov->S_mc[e], cov->S_exact[e], cov->S_se[e], cov->mu_norm2);
+        ck_assert_msg(fabs(z) <= Z_MAX, "layer 2: S entry %zu z = %g", e, z);
+    }
+    ck_assert_msg(fabs(cov->offdiag_exact) > 0.0, "layer 2: Dropout S has no off-diagonal terms");
+    ck_assert_int_eq(pnd_mc_preact_cov(net, data, 0, 2, &opt, cov), PND_EINVAL);
+    pnd_cov_estimate_free(cov);
     pnd_net_free(net);
     pnd_data_free(data);
 }
@@ -857,6 +931,8 @@ pnd_sim_suite(void)
     tcase_add_test(core, test_threads_identical);
     tcase_add_test(core, test_chunk_size);
     tcase_add_test(core, test_read_network_file);
+    tcase_add_test(core, test_read_softmax_file);
+    tcase_add_test(core, test_preact_cov_second_layer);
     tcase_add_test(core, test_sim_run_outputs);
     suite_add_tcase(s, core);
 

@@ -69,8 +69,8 @@ struct pnd_noise_moments pnd_noise_moments(enum pnd_scheme scheme, double p);
  * scheme ("mask" in ASCII, then the scheme number), so that the streams of
  * different schemes, and of masks and other draws, never coincide. The full
  * tuples are (tag, layer, step, sample) for the per-sample schemes,
- * (tag, layer, step) for dropconnect and (tag, layer) for fixed-mask; the
- * draw order within a stream is given in docs/masks.md. */
+ * (tag, layer, step) for dropconnect and (tag, layer) for fixed-mask.
+ * docs/masks.md gives the draw order within a stream. */
 #define PND_MASK_TAG(scheme) (UINT64_C(0x6d61736b00000000) | (uint64_t) (scheme))
 
 /* Coordinates of one mask draw. */
