@@ -15,7 +15,9 @@
  *                         pnd_rng_normal, m_i = 1 + sqrt(p / (1 - p)) g_i.
  *   dropconnect           (tag, layer, step): rows u = 0..h-1, each of
  *                         ceil(d / 64) Bernoulli words as for dropout.
- *   pernodedrop           (tag, layer, step, sample): the same rows.
+ *   pernodedrop           (tag, layer, step, sample): the h ceil(d / 64)
+ *                         words of all rows from one call of
+ *                         pnd_rng_bernoulli_words(r, 1 - p, h nw, bits).
  *   pernodedrop-gaussian  (tag, layer, step, sample): h d normals in
  *                         row-major order, m_ui = 1 + sqrt(p / (1 - p)) g_ui.
  *   fixed-mask            (tag, layer): the same rows as dropconnect.
@@ -25,9 +27,16 @@
  * With p = 0 or scheme none nothing is drawn and the layer takes the
  * unmasked code path, so p = 0 gives exactly the unmasked result.
  *
- * The fast paths draw Bernoulli words with pnd_mask_bernoulli_words
- * (sim/mask_kernels.c), which gives the same words as
- * pnd_rng_bernoulli_word. The reference kernels call the latter.
+ * The fast paths draw Bernoulli words with pnd_rng_bernoulli_words, which
+ * gives the same words as pnd_rng_bernoulli_word. The reference kernels call
+ * the latter.
+ *
+ * Bit cache. A pernodedrop forward pass keeps the keep bits of all its
+ * samples in the workspace, with the key, n, h, d and p that drew them. A
+ * backward pass with the same key, n, h, d and p reads them instead of
+ * drawing them again, which halves the draws of a training step; any other
+ * backward pass draws its bits from the key. Cached or redrawn, the bits are
+ * the same, so the cache changes no result.
  *
  * Threads: the kernels use no OpenMP and no shared state, so a call's
  * result depends only on its arguments and its thread does not matter.
@@ -43,6 +52,7 @@
 
 #include <limits.h>
 #include <math.h>
+#include <stdint.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -53,8 +63,8 @@
 #include "sim/mask_internal.h"
 
 /* Samples per chunk. The input-mask schemes build a chunk's masked inputs
- * in the workspace for one GEMM, and the per-sample schemes keep one
- * generator per sample of a chunk. */
+ * in the workspace for one GEMM, and pernodedrop draws the keep bits of a
+ * chunk's samples before it uses them. */
 #define MASK_CHUNK 32
 
 const char *const pnd_scheme_names[] = {
@@ -70,7 +80,13 @@ struct pnd_mask_workspace {
     double *Xm;        /* (MASK_CHUNK, d) masked inputs */
     double *Mx;        /* (MASK_CHUNK, d) input mask values */
     double *row;       /* (d) mask values of one row */
-    pnd_pcg64 *gens;   /* (MASK_CHUNK) generators of a chunk of samples */
+    uint64_t *cache;   /* (cache_n, h, nw) keep bits of the last pernodedrop
+                        * forward pass, or of one chunk as scratch */
+    size_t cache_n;    /* samples the cache has room for */
+    bool cache_valid;  /* the cache holds the bits of the fields below */
+    struct pnd_mask_key cache_key;
+    size_t cache_count, cache_h, cache_d;   /* n, h, d of that pass */
+    double cache_p;
     double *coef;      /* (MASK_CHUNK) dW coefficients of a chunk's samples */
     const double **rows;         /* (MASK_CHUNK) their input rows */
     const uint64_t **row_bits;   /* (MASK_CHUNK) their keep bits */
@@ -179,10 +195,8 @@ static void
 draw_bit_rows(pnd_pcg64 *r, double q, size_t h, size_t nw,
               uint64_t *bits /* (h, nw) */)
 {
-    struct pnd_mask_bernoulli digits;
-
-    pnd_mask_bernoulli_init(&digits, q);
-    pnd_mask_bernoulli_words(r, &digits, h * nw, bits);
+    for (size_t j = 0; j < h * nw; j++)
+        bits[j] = pnd_rng_bernoulli_word(r, q);
 }
 
 /* Mask values m (d) of one sample of an input scheme (dropout or
@@ -248,11 +262,12 @@ pnd_mask_fixed_bits(uint64_t seed, uint64_t layer, double p, size_t h,
 
 /* --- the reference: one mask value at a time ----------------------------- */
 
-/* Mask M (h, d) of one sample, each value drawn in the documented order. */
+/* Mask M (h, d) of one sample, each value drawn in the documented order;
+ * bits (h, ceil(d / 64)) is scratch for the pernodedrop words. */
 static void
 reference_mask(const struct pnd_mask_spec *spec,
                const struct pnd_mask_key *key, uint64_t sample, size_t h,
-               size_t d, double *M /* (h, d) */)
+               size_t d, double *M /* (h, d) */, uint64_t *bits)
 {
     enum pnd_scheme s = spec->scheme;
     double p = spec->p;
@@ -269,6 +284,8 @@ reference_mask(const struct pnd_mask_spec *spec,
         return;
     }
     mask_derive(&r, key->seed, s, key->layer, key->step, sample);
+    if (s == PND_SCHEME_PERNODEDROP)
+        pnd_rng_bernoulli_words_ref(&r, 1.0 - p, h * nw, bits);
 
     for (size_t u = 0; u < h; u++) {
         for (size_t i = 0; i < d; i++) {
@@ -281,10 +298,16 @@ reference_mask(const struct pnd_mask_spec *spec,
             if (pnd_scheme_gaussian(s)) {
                 m = 1.0 + sigma * pnd_rng_normal(&r);
             } else {
-                if (i % PND_MASK_WORD_BITS == 0)
-                    word = s == PND_SCHEME_FIXED_MASK && spec->fixed_bits
-                           ? spec->fixed_bits[u * nw + i / PND_MASK_WORD_BITS]
-                           : pnd_rng_bernoulli_word(&r, 1.0 - p);
+                size_t j = u * nw + i / PND_MASK_WORD_BITS;
+
+                if (i % PND_MASK_WORD_BITS == 0) {
+                    if (s == PND_SCHEME_PERNODEDROP)
+                        word = bits[j];
+                    else if (s == PND_SCHEME_FIXED_MASK && spec->fixed_bits)
+                        word = spec->fixed_bits[j];
+                    else
+                        word = pnd_rng_bernoulli_word(&r, 1.0 - p);
+                }
                 m = (word >> (i % PND_MASK_WORD_BITS)) & 1 ? scale : 0.0;
             }
             M[u * d + i] = m;
@@ -367,11 +390,13 @@ pnd_mask_workspace_alloc(size_t h, size_t d)
     w->Xm = malloc(MASK_CHUNK * d * sizeof *w->Xm);
     w->Mx = malloc(MASK_CHUNK * d * sizeof *w->Mx);
     w->row = malloc(d * sizeof *w->row);
-    w->gens = malloc(MASK_CHUNK * sizeof *w->gens);
+    /* The pernodedrop bits of a chunk; grown to a whole batch on demand. */
+    w->cache = malloc(MASK_CHUNK * h * w->nw * sizeof *w->cache);
+    w->cache_n = MASK_CHUNK;
     w->coef = malloc(MASK_CHUNK * sizeof *w->coef);
     w->rows = malloc(MASK_CHUNK * sizeof *w->rows);
     w->row_bits = malloc(MASK_CHUNK * sizeof *w->row_bits);
-    if (!w->bits || !w->Wm || !w->Xm || !w->Mx || !w->row || !w->gens
+    if (!w->bits || !w->Wm || !w->Xm || !w->Mx || !w->row || !w->cache
         || !w->coef || !w->rows || !w->row_bits)
         goto fail;
     return w;
@@ -379,6 +404,45 @@ pnd_mask_workspace_alloc(size_t h, size_t d)
 fail:
     pnd_mask_workspace_free(w);
     return NULL;
+}
+
+/* Largest bit cache that the forward pass allocates by itself, in bytes:
+ * 64 MiB holds a batch of 2500 samples of a 784-256 layer. */
+#define MASK_CACHE_AUTO_BYTES ((size_t) 64 << 20)
+
+/* Make room in the bit cache for n_max samples; false when out of memory
+ * or when the size overflows, with the cache unchanged. */
+static bool
+cache_grow(struct pnd_mask_workspace *w, size_t n_max)
+{
+    size_t words_per_sample = w->h * w->nw;
+    uint64_t *cache;
+
+    if (n_max <= w->cache_n)
+        return true;
+    if (n_max > SIZE_MAX / sizeof *cache / words_per_sample)
+        return false;
+    cache = malloc(n_max * words_per_sample * sizeof *cache);
+    if (cache == NULL)
+        return false;
+    free(w->cache);
+    w->cache = cache;
+    w->cache_n = n_max;
+    w->cache_valid = false;
+    return true;
+}
+
+int
+pnd_mask_workspace_reserve(struct pnd_mask_workspace *w, size_t n_max)
+{
+    if (w == NULL)
+        PND_ERROR(PND_EINVAL, "pnd_mask_workspace_reserve: the workspace is "
+                  "NULL");
+    if (!cache_grow(w, n_max))
+        PND_ERROR(PND_ENOMEM, "pnd_mask_workspace_reserve: out of memory for "
+                  "the keep bits of %zu samples of a %zu x %zu layer: "
+                  "reserve fewer samples", n_max, w->h, w->d);
+    return PND_OK;
 }
 
 void
@@ -391,7 +455,7 @@ pnd_mask_workspace_free(struct pnd_mask_workspace *w)
     free(w->Xm);
     free(w->Mx);
     free(w->row);
-    free(w->gens);
+    free(w->cache);
     free(w->coef);
     free(w->rows);
     free(w->row_bits);
@@ -519,18 +583,57 @@ mask_inputs(const struct pnd_mask_spec *spec, const struct pnd_mask_key *key,
 
 /* --- per-sample schemes --------------------------------------------------- */
 
-/* The per-sample schemes visit samples in chunks of MASK_CHUNK with one
- * generator each, row by row, so that a row of W and of dW stays in cache
- * while the chunk's samples use it. Each sample still draws its rows in
- * order from its own generator, and each output adds its terms in the same
- * order as a loop over single samples would. */
-static void
-derive_chunk(const struct pnd_mask_spec *spec, const struct pnd_mask_key *key,
-             size_t k0, size_t nc, pnd_pcg64 *gens /* (nc) */)
+/* pernodedrop visits samples in chunks of MASK_CHUNK, first drawing all
+ * the keep bits of the chunk's samples, then going row by row, so that a
+ * row of W and of dW stays in cache while the chunk's samples use it. Each
+ * output adds its terms in the same order as a loop over single samples
+ * would. */
+
+/* The bit cache of w made ready for a forward pass of n samples, or NULL
+ * when it cannot hold them: it grows once to the largest n seen, up to
+ * MASK_CACHE_AUTO_BYTES, unless pnd_mask_workspace_reserve made it larger. */
+static uint64_t *
+cache_for_forward(size_t n, struct pnd_mask_workspace *w)
 {
-    for (size_t k = 0; k < nc; k++)
-        mask_derive(&gens[k], key->seed, spec->scheme, key->layer, key->step,
+    size_t words_per_sample = w->h * w->nw;
+
+    w->cache_valid = false;
+    if (n > w->cache_n
+        && (n > MASK_CACHE_AUTO_BYTES / sizeof *w->cache / words_per_sample
+            || !cache_grow(w, n)))
+        return NULL;    /* the backward pass draws the bits again */
+    return w->cache;
+}
+
+/* The cached bits of the forward pass with these arguments, or NULL. */
+static const uint64_t *
+cache_for_backward(const struct pnd_mask_spec *spec,
+                   const struct pnd_mask_key *key, size_t n, size_t h,
+                   size_t d, const struct pnd_mask_workspace *w)
+{
+    if (!w->cache_valid || w->cache_count != n || w->cache_h != h
+        || w->cache_d != d || w->cache_p != spec->p
+        || w->cache_key.seed != key->seed || w->cache_key.layer != key->layer
+        || w->cache_key.step != key->step
+        || w->cache_key.sample != key->sample)
+        return NULL;
+    return w->cache;
+}
+
+/* The keep bits of samples k0..k0+nc-1 into bits (nc, h, nw): all h nw
+ * words of a sample from one call, as docs/masks.md defines. */
+static void
+draw_chunk_bits(const struct pnd_mask_spec *spec,
+                const struct pnd_mask_key *key, size_t k0, size_t nc,
+                size_t h, size_t nw, uint64_t *bits)
+{
+    for (size_t k = 0; k < nc; k++) {
+        pnd_pcg64 r;
+
+        mask_derive(&r, key->seed, spec->scheme, key->layer, key->step,
                     key->sample + k0 + k);
+        pnd_rng_bernoulli_words(&r, 1.0 - spec->p, h * nw, bits + k * h * nw);
+    }
 }
 
 static void
@@ -541,23 +644,31 @@ forward_pernodedrop(const struct pnd_mask_spec *spec,
 {
     double scale = 1.0 / (1.0 - spec->p);
     size_t nw = pnd_mask_words(d);
-    struct pnd_mask_bernoulli q;
+    uint64_t *cache = cache_for_forward(n, w);   /* (n, h, nw) or NULL */
 
-    pnd_mask_bernoulli_init(&q, 1.0 - spec->p);
     for (size_t k0 = 0; k0 < n; k0 += MASK_CHUNK) {
         size_t nc = n - k0 < MASK_CHUNK ? n - k0 : MASK_CHUNK;
+        /* (nc, h, nw): in the cache, or in its first chunk as scratch */
+        uint64_t *bits = cache ? cache + k0 * h * nw : w->cache;
 
-        derive_chunk(spec, key, k0, nc, w->gens);
+        draw_chunk_bits(spec, key, k0, nc, h, nw, bits);
         for (size_t u = 0; u < h; u++) {
             for (size_t k = 0; k < nc; k++) {
-                double z;
+                double z = scale * pnd_mask_dot_bits(d, W + u * d,
+                                                     X + (k0 + k) * d,
+                                                     bits + (k * h + u) * nw);
 
-                pnd_mask_bernoulli_words(&w->gens[k], &q, nw, w->bits);
-                z = scale * pnd_mask_dot_bits(d, W + u * d,
-                                              X + (k0 + k) * d, w->bits);
                 Z[(k0 + k) * h + u] = b ? z + b[u] : z;
             }
         }
+    }
+    if (cache) {
+        w->cache_valid = true;
+        w->cache_key = *key;
+        w->cache_count = n;
+        w->cache_h = h;
+        w->cache_d = d;
+        w->cache_p = spec->p;
     }
 }
 
@@ -570,32 +681,39 @@ backward_pernodedrop(const struct pnd_mask_spec *spec,
 {
     double scale = 1.0 / (1.0 - spec->p);
     size_t nw = pnd_mask_words(d);
-    struct pnd_mask_bernoulli q;
+    /* (n, h, nw) bits of the forward pass, or NULL to draw them again */
+    const uint64_t *cache = cache_for_backward(spec, key, n, h, d, w);
 
-    pnd_mask_bernoulli_init(&q, 1.0 - spec->p);
+    if (cache == NULL)
+        w->cache_valid = false;    /* its first chunk becomes scratch */
     if (dX)
         memset(dX, 0, n * d * sizeof *dX);
     for (size_t k0 = 0; k0 < n; k0 += MASK_CHUNK) {
         size_t nc = n - k0 < MASK_CHUNK ? n - k0 : MASK_CHUNK;
+        const uint64_t *bits;    /* (nc, h, nw) */
 
-        derive_chunk(spec, key, k0, nc, w->gens);
+        if (cache) {
+            bits = cache + k0 * h * nw;
+        } else {
+            draw_chunk_bits(spec, key, k0, nc, h, nw, w->cache);
+            bits = w->cache;
+        }
         for (size_t u = 0; u < h; u++) {
             size_t m = 0;    /* samples of the chunk with a nonzero term */
 
             for (size_t k = 0; k < nc; k++) {
                 double c = scale * dZ[(k0 + k) * h + u];
-                uint64_t *bits = w->bits + k * nw;
+                const uint64_t *row_bits = bits + (k * h + u) * nw;
 
-                pnd_mask_bernoulli_words(&w->gens[k], &q, nw, bits);
                 /* A zero gradient (common after ReLU) adds nothing. */
                 if (c == 0.0)
                     continue;
                 w->coef[m] = c;
                 w->rows[m] = X + (k0 + k) * d;
-                w->row_bits[m] = bits;
+                w->row_bits[m] = row_bits;
                 m++;
                 if (dX)
-                    pnd_mask_axpy_bits(d, c, W + u * d, bits,
+                    pnd_mask_axpy_bits(d, c, W + u * d, row_bits,
                                        dX + (k0 + k) * d);
             }
             pnd_mask_axpy_bits_many(d, m, w->coef, w->rows, w->row_bits,
@@ -828,10 +946,17 @@ pnd_mask_values(const struct pnd_mask_spec *spec,
     /* W is not used here, but check_layer requires a non-NULL pointer. */
     static const double unused_weights = 0.0;
 
+    uint64_t *bits;    /* (h, ceil(d / 64)) */
+
     PND_TRY(check_layer(fn, spec, key, h, d, &unused_weights, NULL, false));
     if (M == NULL)
         PND_ERROR(PND_EINVAL, "%s: the output array M is NULL", fn);
-    reference_mask(spec, key, key ? key->sample : 0, h, d, M);
+    bits = malloc(h * pnd_mask_words(d) * sizeof *bits);
+    if (bits == NULL)
+        PND_ERROR(PND_ENOMEM, "%s: out of memory for the bits of a %zu x "
+                  "%zu mask", fn, h, d);
+    reference_mask(spec, key, key ? key->sample : 0, h, d, M, bits);
+    free(bits);
     return PND_OK;
 }
 
@@ -843,6 +968,7 @@ pnd_layer_forward_reference(const struct pnd_mask_spec *spec,
 {
     static const char fn[] = "pnd_layer_forward_reference";
     double *M;  /* (h, d) mask of one sample */
+    uint64_t *bits;    /* (h, ceil(d / 64)) its words */
 
     PND_TRY(check_layer(fn, spec, key, h, d, W, NULL, false));
     if (n == 0)
@@ -850,12 +976,16 @@ pnd_layer_forward_reference(const struct pnd_mask_spec *spec,
     if (X == NULL || Z == NULL)
         PND_ERROR(PND_EINVAL, "%s: the input X or the output Z is NULL", fn);
     M = malloc(h * d * sizeof *M);
-    if (M == NULL)
+    bits = malloc(h * pnd_mask_words(d) * sizeof *bits);
+    if (M == NULL || bits == NULL) {
+        free(M);
+        free(bits);
         PND_ERROR(PND_ENOMEM, "%s: out of memory for a %zu x %zu mask", fn,
                   h, d);
+    }
 
     for (size_t k = 0; k < n; k++) {
-        reference_mask(spec, key, key ? key->sample + k : 0, h, d, M);
+        reference_mask(spec, key, key ? key->sample + k : 0, h, d, M, bits);
         for (size_t u = 0; u < h; u++) {
             double acc = 0.0;
 
@@ -865,6 +995,7 @@ pnd_layer_forward_reference(const struct pnd_mask_spec *spec,
         }
     }
     free(M);
+    free(bits);
     return check_finite(fn, "Z", Z, n * h);
 }
 
@@ -877,6 +1008,7 @@ pnd_layer_backward_reference(const struct pnd_mask_spec *spec,
 {
     static const char fn[] = "pnd_layer_backward_reference";
     double *M;  /* (h, d) mask of one sample */
+    uint64_t *bits;    /* (h, ceil(d / 64)) its words */
 
     PND_TRY(check_layer(fn, spec, key, h, d, W, NULL, false));
     if (n == 0)
@@ -885,15 +1017,19 @@ pnd_layer_backward_reference(const struct pnd_mask_spec *spec,
         PND_ERROR(PND_EINVAL, "%s: X, dZ or dW is NULL (only db and dX are "
                   "optional)", fn);
     M = malloc(h * d * sizeof *M);
-    if (M == NULL)
+    bits = malloc(h * pnd_mask_words(d) * sizeof *bits);
+    if (M == NULL || bits == NULL) {
+        free(M);
+        free(bits);
         PND_ERROR(PND_ENOMEM, "%s: out of memory for a %zu x %zu mask", fn,
                   h, d);
+    }
 
     for (size_t k = 0; k < n; k++) {
         const double *dz = dZ + k * h;
         const double *x = X + k * d;
 
-        reference_mask(spec, key, key ? key->sample + k : 0, h, d, M);
+        reference_mask(spec, key, key ? key->sample + k : 0, h, d, M, bits);
         for (size_t i = 0; dX && i < d; i++) {
             double acc = 0.0;
 
@@ -909,5 +1045,6 @@ pnd_layer_backward_reference(const struct pnd_mask_spec *spec,
         }
     }
     free(M);
+    free(bits);
     return PND_OK;
 }

@@ -22,22 +22,6 @@ pnd_mask_words(size_t d)
     return (d + PND_MASK_WORD_BITS - 1) / PND_MASK_WORD_BITS;
 }
 
-/* The binary digits of a keep probability q, split once so that a row of
- * Bernoulli words can be drawn without splitting q again for every word. */
-struct pnd_mask_bernoulli {
-    uint64_t mantissa;   /* q = mantissa 2^(-53 - lead_zeros) */
-    int lead_zeros;      /* zero digits of q before its first 1 */
-    int last;            /* lowest set bit of mantissa */
-    int constant;        /* 0: draw; 1: every word is 0; 2: every word is ~0 */
-};
-
-void pnd_mask_bernoulli_init(struct pnd_mask_bernoulli *b, double q);
-
-/* n words, each the same bits from the same generator outputs as
- * pnd_rng_bernoulli_word(r, q) would give in turn. */
-void pnd_mask_bernoulli_words(pnd_pcg64 *r, const struct pnd_mask_bernoulli *b,
-                              size_t n, uint64_t *words /* (n) */);
-
 /* sum over kept i of w[i] * x[i], in a fixed order that depends only on d. */
 double pnd_mask_dot_bits(size_t d, const double *w /* (d) */,
                          const double *x /* (d) */,

@@ -1,6 +1,6 @@
 /* Vectorised kernels of the Bernoulli per-connection schemes: dot products
- * and axpy updates restricted to the connections whose keep bit is set,
- * and the many-word Bernoulli sampler that draws their keep bits.
+ * and axpy updates restricted to the connections whose keep bit is set.
+ * The keep bits come from pnd_rng_bernoulli_words (base/rng_sample.c).
  *
  * Each group of 4 keep bits selects one of 16 lane masks from a constant
  * table. The products of the group are ANDed with that mask, so a dropped
@@ -25,7 +25,6 @@
  * in the baseline clone. It is always inlined, so no call uses that ABI. */
 #pragma GCC diagnostic ignored "-Wpsabi"
 
-#include <math.h>
 #include <string.h>
 
 #include "sim/mask_internal.h"
@@ -74,79 +73,6 @@ static inline uint64_t
 bits16(const uint64_t *bits, size_t i)
 {
     return bits[i / PND_MASK_WORD_BITS] >> (i % PND_MASK_WORD_BITS);
-}
-
-/* --- Bernoulli words -------------------------------------------------------
- *
- * The algorithm of pnd_rng_bernoulli_word (base/rng_sample.c): lane j is 1
- * when the uniform whose k-th binary digit is bit j of the k-th generator
- * output is below q, decided at the first digit where the two differ.
- * Splitting q into digits is done once per row here instead of once per
- * word, which saves about a third of the time per word. NOTE: this copy
- * must consume the same outputs and give the same bits as
- * pnd_rng_bernoulli_word; check_mask.c compares the two for many q. It
- * belongs in base/ as a many-word variant of that function.
- */
-
-void
-pnd_mask_bernoulli_init(struct pnd_mask_bernoulli *b, double q)
-{
-    int exponent;
-
-    b->mantissa = 0;
-    b->lead_zeros = 0;
-    b->last = 0;
-    b->constant = 0;
-    if (!(q > 0.0)) {
-        b->constant = 1;
-        return;
-    }
-    if (q >= 1.0) {
-        b->constant = 2;
-        return;
-    }
-    b->mantissa = (uint64_t) ldexp(frexp(q, &exponent), 53);
-    b->lead_zeros = -exponent;
-    b->last = __builtin_ctzll(b->mantissa);
-}
-
-static inline uint64_t
-bernoulli_word(pnd_pcg64 *r, const struct pnd_mask_bernoulli *b)
-{
-    uint64_t open = ~UINT64_C(0);    /* lanes not yet decided */
-    uint64_t result = 0;
-
-    for (int k = 0; k < b->lead_zeros; k++) {
-        open &= ~pnd_pcg64dxsm_next_inline(r);
-        if (open == 0)
-            return 0;
-    }
-    for (int bit = 52; bit >= b->last; bit--) {
-        uint64_t word = pnd_pcg64dxsm_next_inline(r);
-
-        if ((b->mantissa >> bit) & 1) {
-            result |= open & ~word;  /* digit 0 against a 1 of q: below q */
-            open &= word;
-        } else {
-            open &= ~word;           /* digit 1 against a 0 of q: above q */
-        }
-        if (open == 0)
-            break;
-    }
-    return result;
-}
-
-void
-pnd_mask_bernoulli_words(pnd_pcg64 *r, const struct pnd_mask_bernoulli *b,
-                         size_t n, uint64_t *words)
-{
-    if (b->constant) {
-        for (size_t j = 0; j < n; j++)
-            words[j] = b->constant == 1 ? 0 : ~UINT64_C(0);
-        return;
-    }
-    for (size_t j = 0; j < n; j++)
-        words[j] = bernoulli_word(r, b);
 }
 
 /* --- masked dot products and updates ------------------------------------- */

@@ -208,6 +208,7 @@ END_TEST
 START_TEST(test_mask_draw_order)
 {
     size_t h = 3, d = 70, nw = 2;
+    uint64_t sample_words[3 * 2];    /* (h, nw) */
     double p = TEST_P, scale = 1.0 / (1.0 - p);
     double sigma = sqrt(p / (1.0 - p));
     struct pnd_mask_key key = test_key();
@@ -226,6 +227,9 @@ START_TEST(test_mask_draw_order)
 
         ck_assert_int_eq(pnd_mask_values(&spec, &key, h, d, M), PND_OK);
         pnd_rng_derive(&r, key.seed, coords, n_coords);
+        /* pernodedrop: all h nw words of the sample from one call. */
+        if (s == PND_SCHEME_PERNODEDROP)
+            pnd_rng_bernoulli_words(&r, 1.0 - p, h * nw, sample_words);
         for (size_t u = 0; u < (per_connection ? h : 1); u++) {
             if (pnd_scheme_gaussian(s)) {
                 for (size_t i = 0; i < d; i++)
@@ -234,7 +238,9 @@ START_TEST(test_mask_draw_order)
                 continue;
             }
             for (size_t wd = 0; wd < nw; wd++) {
-                uint64_t word = pnd_rng_bernoulli_word(&r, 1.0 - p);
+                uint64_t word = s == PND_SCHEME_PERNODEDROP
+                                ? sample_words[u * nw + wd]
+                                : pnd_rng_bernoulli_word(&r, 1.0 - p);
 
                 for (size_t i = 64 * wd; i < d && i < 64 * wd + 64; i++)
                     ck_assert(M[u * d + i]
@@ -247,32 +253,6 @@ START_TEST(test_mask_draw_order)
                 ck_assert(memcmp(M, M + u * d, d * sizeof *M) == 0);
     }
     free(M);
-}
-END_TEST
-
-/* The kernels' many-word Bernoulli sampler gives the same words and uses
- * the same generator outputs as pnd_rng_bernoulli_word. */
-START_TEST(test_mask_bernoulli_words_match_rng)
-{
-    static const double qs[] = {
-        0.7, 0.5, 0.25, 0.1, 1e-3, 0.999999, 1.0 - 0x1p-53, 0x1p-1074,
-        0x1p-60, 0.0, 1.0,
-    };
-    enum { N_WORDS = 40 };
-
-    for (size_t j = 0; j < sizeof qs / sizeof qs[0]; j++) {
-        uint64_t coord = j, words[N_WORDS];
-        struct pnd_mask_bernoulli b;
-        pnd_pcg64 r1, r2;
-
-        pnd_rng_derive(&r1, TEST_SEED, &coord, 1);
-        r2 = r1;
-        pnd_mask_bernoulli_init(&b, qs[j]);
-        pnd_mask_bernoulli_words(&r1, &b, N_WORDS, words);
-        for (size_t i = 0; i < N_WORDS; i++)
-            ck_assert_uint_eq(words[i], pnd_rng_bernoulli_word(&r2, qs[j]));
-        ck_assert(r1.state == r2.state);
-    }
 }
 END_TEST
 
@@ -370,6 +350,76 @@ START_TEST(test_mask_backward_matches_reference)
         free(dXr);
         layer_free(&L);
     }
+}
+END_TEST
+
+/* dW and dX of a pernodedrop backward pass, bit for bit, after the given
+ * forward pass on the workspace w (none when fwd_key is NULL). */
+static void
+backward_after_forward(struct layer *L, struct pnd_mask_workspace *w,
+                       const struct pnd_mask_key *fwd_key, double fwd_p,
+                       const struct pnd_mask_key *key, double *dW /* (h, d) */,
+                       double *dX /* (n, d) */)
+{
+    struct pnd_mask_spec fwd = { PND_SCHEME_PERNODEDROP, fwd_p, NULL };
+    struct pnd_mask_spec spec = { PND_SCHEME_PERNODEDROP, TEST_P, NULL };
+
+    if (fwd_key)
+        ck_assert_int_eq(pnd_layer_forward(&fwd, fwd_key, L->n, L->h, L->d,
+                                           L->W, L->b, L->X, L->Z, w),
+                         PND_OK);
+    memset(dW, 0, L->h * L->d * sizeof *dW);
+    ck_assert_int_eq(pnd_layer_backward(&spec, key, L->n, L->h, L->d, L->W,
+                                        L->X, L->dZ, dW, NULL, dX, w),
+                     PND_OK);
+}
+
+/* The backward pass gives the same bits whether it reuses the keep bits
+ * cached by the forward pass (same key and p), or draws them because the
+ * forward pass had another step, sample offset or p, or because the
+ * workspace is new; with the cache grown by the forward pass or reserved. */
+START_TEST(test_mask_backward_reuses_forward_bits)
+{
+    size_t n = 40, h = 5, d = 70;    /* n above the 32-sample chunk */
+    struct layer L = layer_make(n, h, d, 1300);
+    struct pnd_mask_key key = test_key(), other_step = key, other_sample = key;
+    double *dW0 = malloc(h * d * sizeof *dW0), *dW = malloc(h * d * sizeof *dW);
+    double *dX0 = malloc(n * d * sizeof *dX0), *dX = malloc(n * d * sizeof *dX);
+    struct pnd_mask_workspace *fresh = pnd_mask_workspace_alloc(h, d);
+    struct pnd_mask_workspace *reserved = pnd_mask_workspace_alloc(h, d);
+
+    ck_assert(dW0 && dW && dX0 && dX && fresh && reserved);
+    other_step.step++;
+    other_sample.sample++;
+    backward_after_forward(&L, fresh, NULL, TEST_P, &key, dW0, dX0);
+
+    const struct pnd_mask_key *fwd_keys[] = { &key, &other_step,
+                                              &other_sample, &key };
+    const double fwd_p[] = { TEST_P, TEST_P, TEST_P, 0.5 };
+
+    for (size_t t = 0; t < 4; t++) {
+        backward_after_forward(&L, L.w, fwd_keys[t], fwd_p[t], &key, dW, dX);
+        ck_assert_msg(memcmp(dW, dW0, h * d * sizeof *dW) == 0
+                      && memcmp(dX, dX0, n * d * sizeof *dX) == 0,
+                      "case %zu: cached and drawn bits differ", t);
+    }
+    ck_assert_int_eq(pnd_mask_workspace_reserve(reserved, n), PND_OK);
+    backward_after_forward(&L, reserved, &key, TEST_P, &key, dW, dX);
+    ck_assert(memcmp(dW, dW0, h * d * sizeof *dW) == 0);
+    ck_assert(memcmp(dX, dX0, n * d * sizeof *dX) == 0);
+    /* Fewer samples than the cache holds: the first n - 1 samples. */
+    L.n = n - 1;
+    backward_after_forward(&L, reserved, &key, TEST_P, &key, dW, dX);
+    ck_assert(memcmp(dX, dX0, (n - 1) * d * sizeof *dX) == 0);
+    L.n = n;
+
+    pnd_mask_workspace_free(fresh);
+    pnd_mask_workspace_free(reserved);
+    free(dW0);
+    free(dW);
+    free(dX0);
+    free(dX);
+    layer_free(&L);
 }
 END_TEST
 
@@ -894,6 +944,27 @@ START_TEST(test_mask_workspace_too_small)
 }
 END_TEST
 
+/* Reserving the bit cache: NULL is invalid, a size that cannot be
+ * allocated is PND_ENOMEM and leaves the workspace usable. */
+START_TEST(test_mask_workspace_reserve_limits)
+{
+    struct layer L = layer_make(2, 4, 10, 1400);
+    struct pnd_mask_spec spec = { PND_SCHEME_PERNODEDROP, TEST_P, NULL };
+    struct pnd_mask_key key = test_key();
+
+    ck_assert_int_eq(pnd_mask_workspace_reserve(NULL, 8), PND_EINVAL);
+    ck_assert_int_eq(pnd_mask_workspace_reserve(L.w, SIZE_MAX / 2),
+                     PND_ENOMEM);
+    ck_assert_ptr_nonnull(strstr(pnd_error_message(), "reserve fewer"));
+    ck_assert_int_eq(pnd_mask_workspace_reserve(L.w, 0), PND_OK);
+    ck_assert_int_eq(pnd_layer_forward(&spec, &key, 2, 4, 10, L.W, L.b, L.X,
+                                       L.Z, L.w), PND_OK);
+    ck_assert_int_eq(pnd_layer_backward(&spec, &key, 2, 4, 10, L.W, L.X,
+                                        L.dZ, L.dW, L.db, L.dX, L.w), PND_OK);
+    layer_free(&L);
+}
+END_TEST
+
 START_TEST(test_mask_non_finite_input)
 {
     struct layer L = layer_make(2, 3, 5, 1200);
@@ -957,9 +1028,9 @@ pnd_mask_suite(void)
     tcase_add_test(core, test_mask_names_round_trip);
     tcase_add_test(core, test_mask_noise_moments);
     tcase_add_test(core, test_mask_draw_order);
-    tcase_add_test(core, test_mask_bernoulli_words_match_rng);
     tcase_add_test(core, test_mask_forward_matches_reference);
     tcase_add_test(core, test_mask_backward_matches_reference);
+    tcase_add_test(core, test_mask_backward_reuses_forward_bits);
     tcase_add_test(core, test_mask_keep_fraction);
     tcase_add_test(core, test_mask_gaussian_moments);
     tcase_add_test(core, test_mask_sharing);
@@ -975,6 +1046,7 @@ pnd_mask_suite(void)
     tcase_add_test(limits, test_mask_zero_dimensions);
     tcase_add_test(limits, test_mask_null_optional_outputs);
     tcase_add_test(limits, test_mask_workspace_too_small);
+    tcase_add_test(limits, test_mask_workspace_reserve_limits);
     tcase_add_test(limits, test_mask_non_finite_input);
     tcase_add_test(limits, test_mask_bench_arguments);
     suite_add_tcase(s, limits);

@@ -10,6 +10,7 @@
 
 #include <inttypes.h>
 #include <math.h>
+#include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -525,19 +526,47 @@ END_TEST
 
 /* ---- Core: Bernoulli words ---- */
 
+/* Words per call of pnd_rng_bernoulli_words in the tests: three whole
+ * blocks of 64 and a part of one. */
+#define WORDS_PER_CALL 200
+
+/* n words of Bernoulli(q) bits from r, one call each (many = false) or
+ * WORDS_PER_CALL per call of pnd_rng_bernoulli_words (many = true). */
+static void
+bernoulli_fill(pnd_pcg64 *r, double q, bool many, size_t n,
+               uint64_t *words /* (n) */)
+{
+    for (size_t i = 0; i < n; i += many ? WORDS_PER_CALL : 1) {
+        size_t m = n - i < WORDS_PER_CALL ? n - i : WORDS_PER_CALL;
+
+        if (many)
+            pnd_rng_bernoulli_words(r, q, m, words + i);
+        else
+            words[i] = pnd_rng_bernoulli_word(r, q);
+    }
+}
+
+/* Each lane of both samplers is Bernoulli(q), for q with few digits
+ * (0.5, 0.625: nothing left after the third digit), many digits, and
+ * leading zeros beyond the third digit (1e-3). */
 START_TEST(test_bernoulli_lane_frequency)
 {
-    const double q_values[] = {0.5, 0.1, 0.9, 1.0 / 3.0, 1e-3, 0.7071067811865476};
+    const double q_values[] = {0.5, 0.1, 0.9, 1.0 / 3.0, 1e-3, 0.7071067811865476,
+                               0.625};
     const int n_words = 20000;
+    uint64_t *words = malloc(n_words * sizeof *words);    /* (n_words) */
 
-    for (size_t t = 0; t < sizeof q_values / sizeof q_values[0]; t++) {
-        double q = q_values[t], total = 0;
+    ck_assert_ptr_nonnull(words);
+    for (size_t t = 0; t < 2 * (sizeof q_values / sizeof q_values[0]); t++) {
+        bool many = t % 2;
+        double q = q_values[t / 2], total = 0;
         unsigned long lane_count[64] = {0};
         pnd_pcg64 r;
 
         pnd_pcg64dxsm_init(&r, 100 + t, 3);
+        bernoulli_fill(&r, q, many, (size_t) n_words, words);
         for (int i = 0; i < n_words; i++) {
-            uint64_t w = pnd_rng_bernoulli_word(&r, q);
+            uint64_t w = words[i];
 
             for (int j = 0; j < 64; j++)
                 lane_count[j] += (w >> j) & 1;
@@ -545,11 +574,13 @@ START_TEST(test_bernoulli_lane_frequency)
         }
         for (int j = 0; j < 64; j++)
             ck_assert_msg(fabs(binomial_z(lane_count[j], n_words, q)) <= Z_BOUND_PER_LANE,
-                          "q = %g lane %d: %lu ones in %d words", q, j,
-                          lane_count[j], n_words);
+                          "q = %g many %d lane %d: %lu ones in %d words", q,
+                          many, j, lane_count[j], n_words);
         ck_assert_msg(fabs(binomial_z(total, 64.0 * n_words, q)) <= Z_BOUND,
-                      "q = %g: %g ones in %d bits", q, total, 64 * n_words);
+                      "q = %g many %d: %g ones in %d bits", q, many, total,
+                      64 * n_words);
     }
+    free(words);
 }
 END_TEST
 
@@ -569,8 +600,11 @@ START_TEST(test_bernoulli_exact_ends)
 END_TEST
 
 /* Pairs of lanes: the number of words with both bits set is
- * Binomial(n, q^2) when the lanes are independent. */
-START_TEST(test_bernoulli_lane_independence)
+ * Binomial(n, q^2) when the lanes are independent. For the many-word
+ * sampler, whose open lanes share tail words, also every pair of a lane of
+ * one word and a lane of the next word. */
+static void
+check_lane_pairs(bool many)
 {
     const double q = 1.0 / 3.0;
     const int n_words = 20000;
@@ -580,20 +614,26 @@ START_TEST(test_bernoulli_lane_independence)
 
     ck_assert_ptr_nonnull(words);
     pnd_pcg64dxsm_init(&r, 77, 78);
-    for (int i = 0; i < n_words; i++)
-        words[i] = pnd_rng_bernoulli_word(&r, q);
-    for (int a = 0; a < 64; a++)
-        for (int b = a + 1; b < 64; b++) {
-            double both = 0, z;
+    bernoulli_fill(&r, q, many, (size_t) n_words, words);
+    for (int next = 0; next <= (int) many; next++)
+        for (int a = 0; a < 64; a++)
+            for (int b = next ? 0 : a + 1; b < 64; b++) {
+                double both = 0, z;
 
-            for (int i = 0; i < n_words; i++)
-                both += (words[i] >> a) & (words[i] >> b) & 1;
-            z = fabs(binomial_z(both, n_words, q * q));
-            if (z > worst)
-                worst = z;
-        }
+                for (int i = 0; i + next < n_words; i++)
+                    both += (words[i] >> a) & (words[i + next] >> b) & 1;
+                z = fabs(binomial_z(both, n_words - next, q * q));
+                if (z > worst)
+                    worst = z;
+            }
     free(words);
     ck_assert_double_le(worst, Z_BOUND_PER_PAIR);
+}
+
+START_TEST(test_bernoulli_lane_independence)
+{
+    check_lane_pairs(false);
+    check_lane_pairs(true);
 }
 END_TEST
 
@@ -617,6 +657,40 @@ START_TEST(test_bernoulli_matches_reference)
                           q_values[t], i, a, b);
             ck_assert_msg(fast.state == ref.state,
                           "q = %.17g call %d: different number of words", q_values[t], i);
+        }
+    }
+}
+END_TEST
+
+/* The many-word sampler gives the same words from the same generator
+ * outputs as its plain reference, for q with few and many digits,
+ * subnormal q and the ends 0 and 1, and for calls of a part of a block,
+ * one block and several. */
+START_TEST(test_bernoulli_words_match_reference)
+{
+    static const double qs[] = {
+        0.7, 0.5, 0.25, 0.1, 1e-3, 0.999999, 1.0 - 0x1p-53, 0x1p-1074,
+        0x1p-60, 1.0 / 3.0, 0.0, 1.0,
+    };
+    static const size_t counts[] = { 1, 40, 64, 150 };
+    uint64_t words[150], expected[150];
+
+    for (size_t t = 0; t < sizeof qs / sizeof qs[0]; t++) {
+        for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
+            size_t n = counts[c];
+            pnd_pcg64 fast, ref;
+
+            pnd_pcg64dxsm_init(&fast, 700 + t, 11 + c);
+            ref = fast;
+            pnd_rng_bernoulli_words(&fast, qs[t], n, words);
+            pnd_rng_bernoulli_words_ref(&ref, qs[t], n, expected);
+            for (size_t i = 0; i < n; i++)
+                ck_assert_msg(words[i] == expected[i],
+                              "q = %.17g, %zu words: word %zu differs",
+                              qs[t], n, i);
+            ck_assert_msg(fast.state == ref.state,
+                          "q = %.17g, %zu words: different number of "
+                          "outputs", qs[t], n);
         }
     }
 }
@@ -982,6 +1056,7 @@ pnd_rng_suite(void)
     tcase_add_test(core, test_bernoulli_exact_ends);
     tcase_add_test(core, test_bernoulli_lane_independence);
     tcase_add_test(core, test_bernoulli_matches_reference);
+    tcase_add_test(core, test_bernoulli_words_match_reference);
     tcase_add_test(core, test_bernoulli_words_per_call);
     tcase_add_test(core, test_normal_moments);
     tcase_add_test(core, test_normal_chisq_bins);

@@ -206,6 +206,45 @@ START_TEST(test_batch_variances_differ)
 }
 END_TEST
 
+START_TEST(test_cross_term_readout)
+{
+    /* For the readout model the expansion is exact, so E[l] under Dropout
+     * minus E[l] under PerNodeDrop is Dropout's cross-node term R_cross,
+     * and PerNodeDrop's own R_cross is 0. The two Monte Carlo runs are
+     * independent, so the difference has se sqrt(se1^2 + se2^2). */
+    struct pnd_net *net;
+    struct pnd_data *data;
+    struct pnd_mc_options opt;
+    struct pnd_estimate dropout, pernodedrop;
+    struct pnd_expansion e_dropout, e_pernodedrop;
+    double diff, se, z;
+
+    make_net(PND_MODEL_READOUT, 6, 4, 3, 1, PND_SCHEME_DROPOUT, 0.3, &net, &data);
+    mc_options(&opt, 4 * CHECK_DRAWS, TEST_SEED);
+    ck_assert_int_eq(pnd_expand_sample(net, data, 0, &e_dropout), PND_OK);
+    ck_assert_int_eq(pnd_mc_loss(net, data, PND_BATCH_OWN, &opt, &dropout), PND_OK);
+    ck_assert_int_eq(pnd_net_set_scheme(net, PND_SCHEME_PERNODEDROP, 0.3, TEST_SEED),
+                     PND_OK);
+    ck_assert_int_eq(pnd_expand_sample(net, data, 0, &e_pernodedrop), PND_OK);
+    opt.seed = TEST_SEED + 1;
+    ck_assert_int_eq(pnd_mc_loss(net, data, PND_BATCH_OWN, &opt, &pernodedrop), PND_OK);
+
+    ck_assert_double_eq(e_pernodedrop.R_cross, 0.0);
+    ck_assert_double_eq_tol(e_dropout.R_diag, e_pernodedrop.R_diag,
+                            1e-12 * fabs(e_dropout.R_diag));
+    diff = dropout.mean - pernodedrop.mean;
+    se = sqrt(dropout.se * dropout.se + pernodedrop.se * pernodedrop.se);
+    z = (diff - e_dropout.R_cross) / se;
+    ck_assert_msg(fabs(z) <= Z_MAX, "E_dropout - E_pernodedrop = %g +- %g, R_cross = %g",
+                  diff, se, e_dropout.R_cross);
+    ck_assert_msg(fabs(e_dropout.R_cross) > Z_MAX * se,
+                  "R_cross = %g is too small for this test to see (se %g)",
+                  e_dropout.R_cross, se);
+    pnd_net_free(net);
+    pnd_data_free(data);
+}
+END_TEST
+
 /* --- enumeration -------------------------------------------------------- */
 
 START_TEST(test_enumeration)
@@ -922,6 +961,7 @@ pnd_sim_suite(void)
     tcase_add_test(core, test_exact_linear);
     tcase_add_test(core, test_exact_readout);
     tcase_add_test(core, test_batch_variances_differ);
+    tcase_add_test(core, test_cross_term_readout);
     tcase_add_test(core, test_enumeration);
     tcase_add_test(core, test_interval_coverage);
     tcase_add_test(core, test_preact_cov);

@@ -21,6 +21,8 @@
  * The mask of a sample is a pure function of its key (seed, layer, step,
  * sample) through pnd_rng_derive, so it can be regenerated for the backward
  * pass instead of stored, and it does not depend on threads or chunking.
+ * The pernodedrop keep bits of the last forward pass are kept in the
+ * workspace (as bits) for the backward pass with the same key.
  * Per-sample masks are never stored as an (n, h, d) array of doubles.
  */
 #ifndef PND_MASK_H
@@ -92,6 +94,14 @@ struct pnd_mask_spec {
 struct pnd_mask_workspace;
 struct pnd_mask_workspace *pnd_mask_workspace_alloc(size_t h, size_t d);
 void pnd_mask_workspace_free(struct pnd_mask_workspace *w);  /* NULL is a no-op */
+/* Room for the keep bits of up to n_max pernodedrop samples, so that
+ * pnd_layer_backward reuses the bits of the pnd_layer_forward call with the
+ * same key, n and p instead of drawing them again (same results, half the
+ * draws). Without it, the first forward pass of n samples allocates the
+ * room itself (once, up to 64 MiB) and later calls reuse it; call it after
+ * pnd_mask_workspace_alloc to allocate everything up front. PND_ENOMEM when
+ * out of memory. */
+int pnd_mask_workspace_reserve(struct pnd_mask_workspace *w, size_t n_max);
 
 /* Draw the keep bits of a fixed-mask layer from (seed, layer): bits is
  * (h, ceil(d / 64)), bit i % 64 of word i / 64 of row u keeps W_ui. */
