@@ -1,7 +1,7 @@
 /* Figures of a simulator TSV (columns of docs/sim.md, "Output columns").
  *
- * The table is split by model (model and activation, such as "mlp-tanh");
- * every figure has one series per scheme, in the style that styles.gp
+ * The table is split by model (model and activation, such as "mlp-tanh").
+ * Every figure has one series per scheme, in the style that styles.gp
  * gives the scheme. What the sweep varied decides the figures:
  *   p      expected loss against p, MC beside the analytic value; residual
  *          of the second- and third-order expansions on log-log axes with

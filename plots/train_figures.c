@@ -504,7 +504,8 @@ figure_gap(const struct pnd_plot_options *opt, struct run *runs, size_t n_runs,
         double values[64], mean, half;   /* (seeds) */
         size_t m = 0;
 
-        if (strcmp(groups[g].scheme, "none") == 0)
+        /* A scheme trained at one p only is a single point: left out. */
+        if (strcmp(groups[g].scheme, "none") == 0 || !groups[g].swept)
             continue;
         for (size_t i = 0; i < n_runs && m < 64 && status == PND_OK; i++)
             if (runs[i].group == (int) g && (status = final_value(&runs[i], "gap_acc", &values[m])) == PND_OK)

@@ -1,11 +1,13 @@
 /* pnd report: run the simulator sweeps and the trainer of a preset, then
  * write the report (reports/document.c) with its figures and tables.
  *
- * Stages, in order: the synthetic simulator sweeps; one training run per
- * scheme and seed on a Fashion-MNIST subset, plus a p sweep of dropout and
- * pernodedrop for the generalisation gap; the export of trained networks to
- * the simulator's network format and a simulator sweep on each; figures;
- * tables and the document. A sweep or run whose stored resolved
+ * Stages, in order:
+ *   1. the synthetic simulator sweeps;
+ *   2. one training run per scheme and seed on a Fashion-MNIST subset, and a
+ *      p sweep of dropout and pernodedrop for the generalisation gap;
+ *   3. the export of trained networks to the simulator's network format,
+ *      with a simulator sweep on each;
+ *   4. figures, then tables and the document. A sweep or run whose stored resolved
  * configuration equals the one this job would write is reused, not rerun.
  */
 #include <config.h>
@@ -60,7 +62,7 @@ static const struct preset presets[] = {
         2000, 500, 1000, 64, 3, 100, 1, 200, 20, 0.3, "0.1",
     },
     /* NOTE: sized by measurements on a loaded two-core machine, where a
-     * pernodedrop-gaussian epoch cost about ten pernodedrop epochs; the
+     * pernodedrop-gaussian epoch cost about ten pernodedrop epochs. The
      * ten-minute target of this preset is an estimate. */
     [PND_PRESET_DEFAULT] = {
         "0.05,0.1,0.2,0.3,0.5", "100000", "0.02,0.05,0.1,0.2,0.3,0.5", "500000",
