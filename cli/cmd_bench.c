@@ -397,7 +397,8 @@ bench_train_help(void)
         "a 784-H-10 ReLU MLP on random Fashion-MNIST-sized inputs, with no mask and\n"
         "with PerNodeDrop on the hidden layers, beside the PyTorch peer\n"
         "bench/peers/train_torch.py, which draws a (batch, d_in, d_out) mask tensor\n"
-        "per layer and step. Both sides use one thread; epochs are extrapolated.\n\n"
+        "per layer and step, in float32 and in float64 (the precision of pnd). Both\n"
+        "sides use one thread, and epochs are extrapolated from the step time.\n\n"
         "  --hidden LIST     hidden widths (default 256,256)\n"
         "  --batch N         images per step (default 128)\n"
         "  --p X             drop probability (default 0.2)\n"
@@ -564,7 +565,8 @@ done:
 /* Run the PyTorch peer; 0 with its seconds per step, 1 when it failed or
  * PyTorch is missing (the reason is printed). */
 static int
-bench_train_peer(const struct bench_train_options *o, double *seconds_per_step)
+bench_train_peer(const struct bench_train_options *o, const char *dtype,
+                 double *seconds_per_step)
 {
     char path[4096], command[8192], header[1024], line[1024];
     const char *peer = o->peer;
@@ -594,8 +596,8 @@ bench_train_peer(const struct bench_train_options *o, double *seconds_per_step)
     snprintf(command, sizeof command,
              "OMP_NUM_THREADS=1 OPENBLAS_NUM_THREADS=1 MKL_NUM_THREADS=1 "
              "'%s' '%s' --hidden %s --batch %zu --p %.17g --steps %llu --threads 1 "
-             "--train-size %llu",
-             o->python, peer, o->hidden, o->batch, o->p, o->peer_steps, o->train_size);
+             "--train-size %llu --dtype %s",
+             o->python, peer, o->hidden, o->batch, o->p, o->peer_steps, o->train_size, dtype);
     pipe = popen(command, "r");
     if (pipe == NULL) {
         printf("torch: cannot run %s\n", command);
@@ -664,8 +666,11 @@ bench_train(int argc, char **argv)
                none_s > 0 ? t / none_s : 1.0);
         fflush(stdout);
     }
-    if (o.run_peer && bench_train_peer(&o, &peer_s) == 0)
-        printf("ratio: torch / pnd = %.1f (pernodedrop, time per step)\n", peer_s / pnd_s);
+    /* float32 is the peer's default; float64 is the precision of pnd. */
+    if (o.run_peer && bench_train_peer(&o, "float32", &peer_s) == 0)
+        printf("ratio: torch float32 / pnd = %.1f (pernodedrop, time per step)\n", peer_s / pnd_s);
+    if (o.run_peer && bench_train_peer(&o, "float64", &peer_s) == 0)
+        printf("ratio: torch float64 / pnd = %.1f (pernodedrop, time per step)\n", peer_s / pnd_s);
     printf("ratio: pnd pernodedrop / pnd none = %.2f (time per step)\n", pnd_s / none_s);
     return 0;
 }

@@ -64,7 +64,9 @@ print_help(struct pnd_train_config *cfg)
            "  --export-inputs N     test images written with the export (default %d)\n"
            "  -q, --quiet, -v, --verbose\n"
            "  -h, --help\n\n"
-           "Configuration keys, each also a flag --NAME VALUE (defaults shown):\n",
+           "Configuration keys, each also a flag --NAME VALUE or --SECTION.NAME=VALUE\n"
+           "(a run writes every resolved value to DIR/config.ini; docs/train.md lists\n"
+           "the defaults):\n",
            QUICK_MAX_TRAIN, QUICK_EPOCHS, EXPORT_INPUTS_DEFAULT);
     for (size_t i = 0; i < n; i++) {
         if (strcmp(section, keys[i].section) != 0) {
@@ -113,7 +115,7 @@ flag_value(int argc, char **argv, int *i, char *name, size_t name_size,
         return 0;
     }
     snprintf(name, name_size, "%s", arg);
-    if (*i + 1 < argc && !(bool_flag && strncmp(argv[*i + 1], "--", 2) == 0)) {
+    if (*i + 1 < argc && !(bool_flag && argv[*i + 1][0] == '-')) {
         *value = argv[++*i];
         return 0;
     }

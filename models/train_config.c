@@ -218,6 +218,21 @@ pnd_train_config_read(struct pnd_train_config *cfg, const char *path)
     return pnd_config_read(path, keys, n);
 }
 
+/* Print x with the fewest digits (15 to 17) that read back to the same
+ * double, so that config.ini shows 0.2 rather than 0.20000000000000001. */
+static void
+write_double(FILE *fp, double x)
+{
+    char text[32];
+
+    for (int digits = 15; digits <= 17; digits++) {
+        snprintf(text, sizeof text, "%.*g", digits, x);
+        if (strtod(text, NULL) == x)
+            break;
+    }
+    fputs(text, fp);
+}
+
 /* Write one key's value in the syntax pnd_config_set accepts. */
 static void
 write_value(FILE *fp, const struct pnd_config_key *key)
@@ -232,7 +247,7 @@ write_value(FILE *fp, const struct pnd_config_key *key)
         fprintf(fp, "%llu", (unsigned long long) *(const uint64_t *) key->value);
         break;
     case PND_CONFIG_DOUBLE:
-        fprintf(fp, "%.17g", *(const double *) key->value);
+        write_double(fp, *(const double *) key->value);
         break;
     case PND_CONFIG_BOOL:
         fprintf(fp, "%s", *(const bool *) key->value ? "true" : "false");
@@ -246,8 +261,11 @@ write_value(FILE *fp, const struct pnd_config_key *key)
     case PND_CONFIG_DOUBLE_LIST:
     case PND_CONFIG_INT_LIST:
         list = key->value;
-        for (size_t i = 0; i < list->n; i++)
-            fprintf(fp, i ? ",%.17g" : "%.17g", list->v[i]);
+        for (size_t i = 0; i < list->n; i++) {
+            if (i > 0)
+                fputc(',', fp);
+            write_double(fp, list->v[i]);
+        }
         break;
     }
 }
