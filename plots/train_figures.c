@@ -205,26 +205,35 @@ add_epoch_series(struct plot_set *set, struct run *runs, size_t n_runs,
 }
 
 /* Set the series of panel `panel` for set: a band per series, dashed for
- * series whose label ends in "train". */
+ * series whose label ends in "train". Only the other series get a key
+ * entry, named by the scheme alone (the panel title explains the dashes),
+ * so that the key has one entry per scheme. */
 static int
 band_series(struct plot_vars *vars, int panel, const struct plot_set *set)
 {
+    static const char validation[] = " validation";
+
     for (size_t i = 0; i < set->n; i++) {
         const char *label = set->series[i].label;
-        size_t len = strlen(label);
+        size_t len = strlen(label), tail = sizeof validation - 1;
         bool train = len >= 5 && strcmp(label + len - 5, "train") == 0;
+        char title[96];
 
+        if (len >= tail && strcmp(label + len - tail, validation) == 0)
+            len -= tail;
+        snprintf(title, sizeof title, "%.*s", (int) len, label);
         PND_TRY(plot_vars_series(vars, panel, (int) i + 1, "band", set->series[i].style,
-                                 (int) i, 2, train ? 2 : 1, label));
+                                 (int) i, 2, train ? 2 : 1, train ? "" : title));
     }
     return PND_OK;
 }
 
-/* Key outside the panel, on its right, because training figures have many
- * series (a key below overlaps the axis label in gnuplot 5.4), and integer
- * epoch tics, about ten per axis. */
+/* Key of the panel (a gnuplot key position, or "off" for a panel whose
+ * series a neighbouring panel's key already names), and integer epoch
+ * tics, about ten per axis. */
 static int
-epoch_panel_style(struct plot_vars *vars, int panel, const struct plot_set *set)
+epoch_panel_style(struct plot_vars *vars, int panel, const struct plot_set *set,
+                  const char *key)
 {
     char name[32];
     double max_epoch = 1;
@@ -236,7 +245,7 @@ epoch_panel_style(struct plot_vars *vars, int panel, const struct plot_set *set)
                 max_epoch = set->series[i].points[j].x;
     step = (long) ceil(max_epoch / 10.0);
     snprintf(name, sizeof name, "p%d_key", panel);
-    PND_TRY(plot_vars_set(vars, name, "outside right top"));
+    PND_TRY(plot_vars_set(vars, name, "%s", key));
     snprintf(name, sizeof name, "p%d_xstep", panel);
     return plot_vars_set(vars, name, "%ld", step < 1 ? 1 : step);
 }
@@ -285,14 +294,20 @@ figure_curves(const struct pnd_plot_options *opt, struct run *runs,
     if (status == PND_OK)
         status = plot_vars_set(&vars, "np", "2");
     if (status == PND_OK)
-        status = epoch_panel_style(&vars, 1, &loss);
+        status = epoch_panel_style(&vars, 1, &loss, "off");
     if (status == PND_OK)
-        status = epoch_panel_style(&vars, 2, &acc);
+        status = epoch_panel_style(&vars, 2, &acc, "outside right top");
+    /* Accuracy is a percentage: the axis and the t-intervals, which are
+     * wide over few seeds, stay inside [0, 100]. */
+    if (status == PND_OK)
+        status = plot_vars_set(&vars, "p2_ylo", "0");
+    if (status == PND_OK)
+        status = plot_vars_set(&vars, "p2_yhi", "100");
     if (status == PND_OK)
         status = plot_vars_set(&vars, "fig_w", "2.0");
     if (status == PND_OK)
         status = plot_draw_vars(opt, "xy.gp", "train_curves",
-                                "Training curves per scheme: clean loss and accuracy on the training split (dashed) and the validation split (solid), mean over seeds with a shaded 95% t-interval.",
+                                "Training curves per scheme: clean loss and accuracy on the training split (dashed) and the validation split (solid), mean over seeds with a shaded 95% t-interval, clipped to [0, 100] for the accuracy.",
                                 &vars, list);
 
 done:
@@ -309,11 +324,12 @@ figure_coadapt(const struct pnd_plot_options *opt, struct run *runs,
 {
     static const struct {
         const char *column, *ylabel, *title;
+        const char *ylo, *yhi;   /* limits of the axis and the bands, or NULL */
     } panels[] = {
-        {"L1_mean_abs_corr", "mean |C_{uv}|", "mean absolute correlation"},
-        {"L1_decov", "DeCov (squared activation units)", "DeCov"},
-        {"L1_pr", "participation ratio (units)", "participation ratio"},
-        {"L1_R_cross", "R_{cross} (nats)", "Dropout-view cross term R_{cross}"},
+        {"L1_mean_abs_corr", "mean |C_{uv}|", "mean absolute correlation", "0", "1"},
+        {"L1_decov", "DeCov (squared activation units)", "DeCov", "0", NULL},
+        {"L1_pr", "participation ratio (units)", "participation ratio", "1", NULL},
+        {"L1_R_cross", "R_{cross} (nats)", "Dropout-view cross term R_{cross}", NULL, NULL},
     };
     struct plot_vars vars = {0};
     int status = PND_OK, np = 0;
@@ -334,7 +350,16 @@ figure_coadapt(const struct pnd_plot_options *opt, struct run *runs,
             if (status == PND_OK)
                 status = band_series(&vars, np, &set);
             if (status == PND_OK)
-                status = epoch_panel_style(&vars, np, &set);
+                status = epoch_panel_style(&vars, np, &set,
+                                           np == 2 ? "outside right top" : "off");
+            if (status == PND_OK && panels[k].ylo != NULL) {
+                snprintf(data_name, sizeof data_name, "p%d_ylo", np);
+                status = plot_vars_set(&vars, data_name, "%s", panels[k].ylo);
+            }
+            if (status == PND_OK && panels[k].yhi != NULL) {
+                snprintf(data_name, sizeof data_name, "p%d_yhi", np);
+                status = plot_vars_set(&vars, data_name, "%s", panels[k].yhi);
+            }
         }
         plot_set_free(&set);
     }

@@ -8,7 +8,10 @@
 #                      columns x, y, 95% half-width, reference value
 #   xlabel, ylabel, title
 #   logx, logy         '1' for a logarithmic axis
-#   key                key position, such as 'top left' (default) or 'below'
+#   key                key position, such as 'top left' (default), or 'off'
+#   ylo, yhi           limits of the y autoscale, such as 0 and 100 for a
+#                      percentage: the axis follows the data inside them,
+#                      and shaded bands are clipped to them
 #   xstep              spacing of the x tics (default: gnuplot's choice)
 #   n                  number of series
 # and for series i of panel p (pP_kI, pP_lsI, ...):
@@ -33,6 +36,9 @@ load pnd_data_dir.'/styles.gp'
 # Value of the variable pP_name for the current panel p, or def when unset.
 pv(name, def) = exists(sprintf('p%d_%s', p, name)) ? value(sprintf('p%d_%s', p, name)) : def
 
+# A value clipped to the y limits of the current panel (ylo, yhi below).
+clip(v) = v < ylo ? ylo : (v > yhi ? yhi : v)
+
 if (np > 1) { set multiplot layout nrows, ncols }
 do for [p=1:np] {
     set xlabel pv('xlabel', '')
@@ -44,6 +50,13 @@ do for [p=1:np] {
     if (pv('logx', '0') eq '1') { set logscale x; set format x '10^{%L}' } else { unset logscale x; set format x '% h' }
     if (pv('xstep', '') eq '') { set xtics autofreq } else { set xtics real(pv('xstep', '1')) }
     if (pv('logy', '0') eq '1') { set logscale y; set format y '10^{%L}' } else { unset logscale y; set format y '% h' }
+    # x spans the data with a small margin, so that points and error bars
+    # at the ends stay clear of the axes.
+    set autoscale xfix
+    set offsets graph 0.03, graph 0.03, 0, 0
+    ylo = (pv('ylo', '') eq '') ? -1e300 : real(pv('ylo', '0'))
+    yhi = (pv('yhi', '') eq '') ? 1e300 : real(pv('yhi', '0'))
+    if (pv('ylo', '') ne '' || pv('yhi', '') ne '') { eval(sprintf('set yrange [%g<*:*<%g]', ylo, yhi)) } else { set yrange [*:*] }
 
     file = pv('data', '')
     cmd = ''
@@ -61,7 +74,7 @@ do for [p=1:np] {
         if (kind eq 'l') { el = sprintf("%s using 1:%d with lines ls %d dt %d %s", src, col, style, dash, key) }
         if (kind eq 'lp') { el = sprintf("%s using 1:%d with linespoints ls %d dt %d %s", src, col, style, dash, key) }
         if (kind eq 'p') { el = sprintf("%s using 1:%d with points ls %d %s", src, col, style, key) }
-        if (kind eq 'band') { el = sprintf("%s using 1:($2-$3):($2+$3) with filledcurves ls %d fs transparent solid 0.18 noborder notitle, %s using 1:2 with lines ls %d dt %d %s", src, style, src, style, dash, key) }
+        if (kind eq 'band') { el = sprintf("%s using 1:(clip($2-$3)):(clip($2+$3)) with filledcurves ls %d fs transparent solid 0.18 noborder notitle, %s using 1:(clip($2)) with lines ls %d dt %d %s", src, style, src, style, dash, key) }
         cmd = cmd.(i > 1 ? ', ' : '').el
     }
     eval('plot '.cmd)

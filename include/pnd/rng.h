@@ -125,8 +125,8 @@ void pnd_rng_derive_gsl(gsl_rng *r, uint64_t seed, const uint64_t *coords,
  * gives 0, q >= 1 gives all ones. */
 uint64_t pnd_rng_bernoulli_word(pnd_pcg64 *r, double q);
 /* n_words words of independent Bernoulli(q) bits into words (n_words),
- * exact like pnd_rng_bernoulli_word, from about 3.9 outputs per word
- * instead of 7.3: blocks of 64 words compare 3 digits of q in every lane,
+ * exact like pnd_rng_bernoulli_word, from about 5.2 outputs per word
+ * instead of 7.3: blocks of 64 words compare 5 digits of q in every lane,
  * then draw the lanes still open together (rng_sample.c gives the order).
  * The words depend on how the draws are split into calls. q <= 0 or NaN
  * gives zeros and q >= 1 all ones, without drawing. */
