@@ -104,11 +104,21 @@ int plot_sim_table(const struct pnd_plot_options *opt,
 int plot_sim_model_label(const struct pnd_table *table, size_t row, char *buf,
                          size_t size);
 
+/* Ground truth of the case of simulator row r: the analytic value of the
+ * case's exact, enumeration or quadrature row, which precedes its order2
+ * and order3 rows when the simulator ran with --expansions true. NAN when
+ * the case has none. */
+int plot_sim_case_truth(const struct pnd_table *table, size_t r, double *truth);
+
 /* Log-log fit of |residual| against p for one model, scheme and order of
- * expansion of a simulator table. */
+ * expansion of a simulator table. The residual is ground truth minus
+ * expansion (standard error 0) where the table holds an exact,
+ * enumeration or quadrature row beside the expansions (pnd sim
+ * --expansions true), else Monte Carlo minus expansion. */
 struct plot_residual_fit {
     char model[64], scheme[32], kind[16];   /* kind: "order2" or "order3" */
     size_t n_points;           /* rows of this model, scheme and kind */
+    bool exact_truth;          /* residuals against the ground truth */
     double p_max;
     double max_abs_residual;   /* largest |residual| and its standard error */
     double max_residual_se;

@@ -5,7 +5,9 @@
  * gives the scheme. What the sweep varied decides the figures:
  *   p      expected loss against p, MC beside the analytic value; residual
  *          of the second- and third-order expansions on log-log axes with
- *          fitted slopes; R_diag and R_cross against p;
+ *          fitted slopes, against the exact value when the table has one
+ *          beside the expansions (pnd sim --expansions true), and against
+ *          Monte Carlo; R_diag and R_cross against p;
  *   draws  |MC - exact| and the standard error against the number of draws,
  *          with a 1/sqrt(N) guide;
  *   n      mini-batch loss variance with per-sample and shared masks
@@ -70,6 +72,52 @@ kind_is_exact(const char *kind)
 {
     return strcmp(kind, "exact") == 0 || strcmp(kind, "enumeration") == 0
            || strcmp(kind, "quadrature") == 0;
+}
+
+int
+plot_sim_case_truth(const struct pnd_table *t, size_t r, double *truth)
+{
+    const char *id = text_of(t, r, "case");
+
+    *truth = NAN;
+    for (size_t s = r + 1; s-- > 0 && strcmp(text_of(t, s, "case"), id) == 0;)
+        if (kind_is_exact(text_of(t, s, "analytic_kind")))
+            return pnd_table_value_named(t, s, "analytic", truth);
+    return PND_OK;
+}
+
+/* Residual of the order2 or order3 row r and its standard error: ground
+ * truth minus expansion, with standard error 0, when the case has a ground
+ * truth and use_truth is set, else Monte Carlo minus expansion. *exact
+ * tells which. */
+static int
+row_residual(const struct pnd_table *t, size_t r, bool use_truth, double *res,
+             double *se, bool *exact)
+{
+    double truth = NAN, analytic;
+
+    if (use_truth)
+        PND_TRY(plot_sim_case_truth(t, r, &truth));
+    *exact = !isnan(truth);
+    if (*exact) {
+        PND_TRY(pnd_table_value_named(t, r, "analytic", &analytic));
+        *res = truth - analytic;
+        *se = 0;
+        return PND_OK;
+    }
+    PND_TRY(pnd_table_value_named(t, r, "residual", res));
+    return pnd_table_value_named(t, r, "residual_se", se);
+}
+
+/* True when the order3 row r repeats the order2 value of its case, as for
+ * Gaussian masks, whose third cumulant is zero. */
+static bool
+order3_repeats_order2(const struct pnd_table *t, size_t r)
+{
+    return r > 0 && strcmp(text_of(t, r, "analytic_kind"), "order3") == 0
+           && strcmp(text_of(t, r - 1, "analytic_kind"), "order2") == 0
+           && strcmp(text_of(t, r - 1, "case"), text_of(t, r, "case")) == 0
+           && strcmp(text_of(t, r - 1, "analytic"), text_of(t, r, "analytic")) == 0;
 }
 
 int
@@ -158,7 +206,16 @@ figure_loss(const struct pnd_plot_options *opt, const struct pnd_table *t,
         if (strcmp(label, model) != 0
             || !(kind_is_exact(kind) || strcmp(kind, "order2") == 0))
             continue;
-        any_approx |= strcmp(kind, "order2") == 0;
+        if (strcmp(kind, "order2") == 0) {
+            double truth;
+
+            /* With --expansions true the case's exact row gave its point. */
+            if ((status = plot_sim_case_truth(t, r, &truth)) != PND_OK)
+                break;
+            if (!isnan(truth))
+                continue;
+            any_approx = true;
+        }
         if ((status = pnd_table_value_named(t, r, "p", &p)) != PND_OK
             || (status = pnd_table_value_named(t, r, "mc_mean", &mean)) != PND_OK
             || (status = pnd_table_value_named(t, r, "mc_se", &se)) != PND_OK
@@ -195,6 +252,35 @@ done:
 }
 
 /* ---- residuals of the expansions ---- */
+
+/* Put the distinct x values of set (at most 16) as the x tics of panel 1,
+ * formatted with %g: a log axis over less than a decade has no labelled
+ * tic of its own. */
+static int
+set_xtics_at_points(struct plot_vars *vars, const struct plot_set *set)
+{
+    double seen[16];
+    char list[16 * 24] = "";
+    size_t n = 0, len = 0;
+
+    for (size_t i = 0; i < set->n; i++)
+        for (size_t j = 0; j < set->series[i].n; j++) {
+            double x = set->series[i].points[j].x;
+            size_t k;
+
+            for (k = 0; k < n && seen[k] != x; k++)
+                continue;
+            if (k < n || n == sizeof seen / sizeof seen[0])
+                continue;
+            seen[n++] = x;
+            len += (size_t) snprintf(list + len, sizeof list - len, "%s%g",
+                                     len > 0 ? ", " : "", x);
+        }
+    if (n == 0)
+        return PND_OK;
+    PND_TRY(plot_vars_set(vars, "p1_xtics", "%s", list));
+    return plot_vars_set(vars, "p1_xformat", "%%g");
+}
 
 static double
 expected_slope(const char *scheme)
@@ -247,6 +333,7 @@ plot_sim_residual_fits(const struct pnd_table *t, struct plot_residual_fit *fits
         for (size_t s = r; s < t->n_rows && status == PND_OK; s++) {
             char label[64];
             double p, res, se;
+            bool exact;
 
             if ((status = plot_sim_model_label(t, s, label, sizeof label)) != PND_OK)
                 break;
@@ -254,9 +341,10 @@ plot_sim_residual_fits(const struct pnd_table *t, struct plot_residual_fit *fits
                 || strcmp(text_of(t, s, "analytic_kind"), f.kind) != 0)
                 continue;
             if ((status = pnd_table_value_named(t, s, "p", &p)) != PND_OK
-                || (status = pnd_table_value_named(t, s, "residual", &res)) != PND_OK
-                || (status = pnd_table_value_named(t, s, "residual_se", &se)) != PND_OK)
+                || (status = row_residual(t, s, true, &res, &se, &exact)) != PND_OK)
                 break;
+            /* A series is against the ground truth when all its rows are. */
+            f.exact_truth = f.n_points == 0 ? exact : f.exact_truth && exact;
             f.n_points++;
             if (p > f.p_max)
                 f.p_max = p;
@@ -264,7 +352,8 @@ plot_sim_residual_fits(const struct pnd_table *t, struct plot_residual_fit *fits
                 f.max_abs_residual = fabs(res);
                 f.max_residual_se = se;
             }
-            if (p > 0 && p <= FIT_MAX_P && fabs(res) > FIT_MIN_Z * se) {
+            /* An exact residual has no noise: every nonzero one counts. */
+            if (p > 0 && p <= FIT_MAX_P && fabs(res) > FIT_MIN_Z * se && res != 0) {
                 x[m] = p;
                 y[m] = fabs(res);
                 m++;
@@ -285,16 +374,21 @@ plot_sim_residual_fits(const struct pnd_table *t, struct plot_residual_fit *fits
     return status;
 }
 
+/* Residuals of the expansions on log-log axes. With use_truth the
+ * residual is ground truth minus expansion, exact, and the key gives the
+ * fitted slopes; without it, Monte Carlo minus expansion with its noise
+ * level, and the slopes only when no ground truth exists (the fits then
+ * use the same residuals). */
 static int
 figure_residual(const struct pnd_plot_options *opt, const struct pnd_table *t,
-                const char *prefix, const char *model,
-                struct pnd_figure_list *list)
+                const char *prefix, const char *model, bool use_truth,
+                bool has_truth, struct pnd_figure_list *list)
 {
     struct plot_set set = {0};
     struct plot_vars vars = {0};
     struct plot_residual_fit fits[PLOT_MAX_SERIES];
     size_t n_fits;
-    char name[128], caption[320], label[96], model_label[64];
+    char name[128], caption[640], label[96], model_label[64], title[160];
     int status, serial = 0;
 
     status = plot_sim_residual_fits(t, fits, PLOT_MAX_SERIES, &n_fits);
@@ -302,6 +396,7 @@ figure_residual(const struct pnd_plot_options *opt, const struct pnd_table *t,
         const char *kind = text_of(t, r, "analytic_kind");
         const char *scheme = text_of(t, r, "scheme");
         double p, res, se;
+        bool exact;
 
         if ((status = plot_sim_model_label(t, r, model_label, sizeof model_label)) != PND_OK)
             break;
@@ -309,11 +404,14 @@ figure_residual(const struct pnd_plot_options *opt, const struct pnd_table *t,
             || (strcmp(kind, "order2") != 0 && strcmp(kind, "order3") != 0))
             continue;
         if ((status = pnd_table_value_named(t, r, "p", &p)) != PND_OK
-            || (status = pnd_table_value_named(t, r, "residual", &res)) != PND_OK
-            || (status = pnd_table_value_named(t, r, "residual_se", &se)) != PND_OK)
+            || (status = row_residual(t, r, use_truth, &res, &se, &exact)) != PND_OK)
             break;
-        /* A zero residual has no place on a log axis. */
-        if (p <= 0 || res == 0)
+        /* A zero residual has no place on a log axis; a case without a
+         * ground truth has no place in the exact figure. */
+        if (p <= 0 || res == 0 || (use_truth && !exact))
+            continue;
+        /* Gaussian masks: order 3 equals order 2, one line shows both. */
+        if (use_truth && order3_repeats_order2(t, r))
             continue;
         snprintf(label, sizeof label, "%s %s", scheme, kind);
         status = plot_set_add(&set, label, plot_scheme_style(scheme), p,
@@ -322,13 +420,22 @@ figure_residual(const struct pnd_plot_options *opt, const struct pnd_table *t,
     if (status != PND_OK || set.n == 0)
         goto done;
 
-    snprintf(name, sizeof name, "%sresidual_%s", prefix, model);
+    snprintf(name, sizeof name, "%sresidual%s_%s", prefix,
+             has_truth && !use_truth ? "_mc" : "", model);
+    snprintf(title, sizeof title, "%s, model %s",
+             use_truth ? "exact residual (enumeration or quadrature minus expansion)"
+                       : (has_truth ? "Monte Carlo residual (noisy, see the exact figure)"
+                                    : "Monte Carlo residual"),
+             model);
     status = write_panel(opt, &set, name, &vars, 1, "drop probability p",
-                         "|MC - expansion| (loss units)", model, true, true);
+                         use_truth ? "|ground truth - expansion| (loss units)"
+                                   : "|MC - expansion| (loss units)",
+                         title, true, true);
+    if (status == PND_OK)
+        status = set_xtics_at_points(&vars, &set);
     for (size_t i = 0; i < set.n && status == PND_OK; i++) {
         const struct plot_series *s = &set.series[i];
         bool third = strstr(s->label, "order3") != NULL;
-        char title[160];
 
         snprintf(title, sizeof title, "%s", s->label);
         for (size_t j = 0; j < n_fits; j++) {
@@ -336,20 +443,33 @@ figure_residual(const struct pnd_plot_options *opt, const struct pnd_table *t,
 
             snprintf(fit_label, sizeof fit_label, "%s %s", fits[j].scheme, fits[j].kind);
             if (strcmp(fits[j].model, model) == 0 && strcmp(fit_label, s->label) == 0
-                && fits[j].fitted)
-                snprintf(title, sizeof title, "%s: slope %.2f ± %.2f (theory %.0f)",
-                         s->label, fits[j].fit.slope, fits[j].fit.slope_se,
+                && fits[j].fitted && fits[j].exact_truth == use_truth)
+                snprintf(title, sizeof title, "%s%s: slope %.2f ± %.2f (theory %.0f)",
+                         s->label,
+                         use_truth && fits[j].expected_slope == 2 ? " = order3" : "",
+                         fits[j].fit.slope, fits[j].fit.slope_se,
                          fits[j].expected_slope);
         }
         status = plot_vars_series(&vars, 1, ++serial, "lp", s->style, (int) i,
                                   2, third ? 2 : 1, title);
-        if (status == PND_OK)
+        /* The noise level 1.96 SE; the exact residuals have none. */
+        if (status == PND_OK && !use_truth)
             status = plot_vars_series(&vars, 1, ++serial, "l", s->style, (int) i,
                                       3, 3, "");
     }
-    snprintf(caption, sizeof caption,
-             "Residual |MC - expansion| of the second-order (solid) and third-order (dashed) expansions against p, model %s, log-log; dotted lines: 1.96 standard errors. Slopes: least-squares fits to the points with p <= 0.3 above 2 standard errors.",
-             model);
+    /* Exact residuals rise from the bottom left: the key fits below right. */
+    if (status == PND_OK && use_truth)
+        status = plot_vars_set(&vars, "p1_key", "bottom right");
+    if (use_truth)
+        snprintf(caption, sizeof caption,
+                 "Exact residual |ground truth - expansion| of the second-order (solid) and third-order (dashed) expansions against p, model %s, log-log. The ground truth is the enumeration of every Bernoulli mask or Gauss-Hermite quadrature, so there is no Monte Carlo noise. For Gaussian masks the third-order term vanishes and order 3 equals order 2. Slopes: least-squares fits to the points with p <= 0.3.",
+                 model);
+    else
+        snprintf(caption, sizeof caption,
+                 "Residual |MC - expansion| of the second-order (solid) and third-order (dashed) expansions against p, model %s, log-log; dotted lines: 1.96 standard errors.%s",
+                 model,
+                 has_truth ? " Monte Carlo version of the exact figure: below the dotted noise level the points are noise."
+                           : " Slopes: least-squares fits to the points with p <= 0.3 above 2 standard errors.");
     if (status == PND_OK)
         status = plot_draw_vars(opt, "xy.gp", name, caption, &vars, list);
 
@@ -412,6 +532,10 @@ figure_penalty(const struct pnd_plot_options *opt, const struct pnd_table *t,
     }
     if (status == PND_OK)
         status = plot_vars_set(&vars, "np", "2");
+    /* One key for both panels: R_diag rises from the bottom left, so the
+     * top left of the left panel is free, while R_cross may lie anywhere. */
+    if (status == PND_OK)
+        status = plot_vars_set(&vars, "p2_key", "off");
     snprintf(caption, sizeof caption,
              "Second-order penalty terms against p, model %s: R_diag (left), the same for every scheme, and the cross-node term R_cross (right), zero for the per-connection schemes.",
              model);
@@ -578,10 +702,21 @@ figure_batch(const struct pnd_plot_options *opt, const struct pnd_table *t,
     }
     if (status == PND_OK)
         status = plot_vars_set(&vars, "np", "2");
+    /* Both panels have the same schemes: one key, beside the right panel.
+     * Batch sizes are powers of two: tics at each doubling. */
     if (status == PND_OK)
-        status = plot_vars_set(&vars, "p1_key", "bottom left");
+        status = plot_vars_set(&vars, "p1_key", "off");
     if (status == PND_OK)
-        status = plot_vars_set(&vars, "p2_key", "bottom left");
+        status = plot_vars_set(&vars, "p2_key", "outside right top");
+    for (int panel = 1; panel <= 2 && status == PND_OK; panel++) {
+        char var[32];
+
+        snprintf(var, sizeof var, "p%d_xstep", panel);
+        status = plot_vars_set(&vars, var, "2");
+        snprintf(var, sizeof var, "p%d_xformat", panel);
+        if (status == PND_OK)
+            status = plot_vars_set(&vars, var, "%%g");
+    }
     snprintf(caption, sizeof caption,
              "Variance of the mini-batch loss against the batch size n, model %s: a fresh mask per sample (left) and one mask shared by the batch (right); exact values (lines) and Monte Carlo estimates (points, 95%% intervals).",
              model);
@@ -603,6 +738,7 @@ plot_sim_table(const struct pnd_plot_options *opt, const struct pnd_table *t,
 {
     char models[MAX_MODELS][64];
     size_t n_models = 0, n_p, n_draws, n_batch;
+    bool has_truth = false;
 
     if (pnd_table_column(t, "analytic_kind") < 0 || pnd_table_column(t, "mc_mean") < 0)
         PND_ERROR(PND_EFORMAT, "%s is not a simulator TSV: it lacks the columns analytic_kind and mc_mean",
@@ -612,6 +748,11 @@ plot_sim_table(const struct pnd_plot_options *opt, const struct pnd_table *t,
         size_t j;
 
         PND_TRY(plot_sim_model_label(t, r, label, sizeof label));
+        /* An exact row right before an order2 row of the same case:
+         * the simulator ran with --expansions true. */
+        has_truth |= r > 0 && strcmp(text_of(t, r, "analytic_kind"), "order2") == 0
+                     && kind_is_exact(text_of(t, r - 1, "analytic_kind"))
+                     && strcmp(text_of(t, r, "case"), text_of(t, r - 1, "case")) == 0;
         for (j = 0; j < n_models && strcmp(models[j], label) != 0; j++)
             continue;
         if (j == n_models && n_models < MAX_MODELS)
@@ -624,7 +765,9 @@ plot_sim_table(const struct pnd_plot_options *opt, const struct pnd_table *t,
     for (size_t m = 0; m < n_models; m++) {
         if (n_p >= 2) {
             PND_TRY(figure_loss(opt, t, prefix, models[m], list));
-            PND_TRY(figure_residual(opt, t, prefix, models[m], list));
+            if (has_truth)
+                PND_TRY(figure_residual(opt, t, prefix, models[m], true, true, list));
+            PND_TRY(figure_residual(opt, t, prefix, models[m], false, has_truth, list));
             PND_TRY(figure_penalty(opt, t, prefix, models[m], list));
         }
         if (n_draws >= 3)

@@ -12,7 +12,11 @@
 #   ylo, yhi           limits of the y autoscale, such as 0 and 100 for a
 #                      percentage: the axis follows the data inside them,
 #                      and shaded bands are clipped to them
-#   xstep              spacing of the x tics (default: gnuplot's choice)
+#   xstep              spacing of the x tics (default: gnuplot's choice);
+#                      a factor on a logarithmic axis, from 1
+#   xformat            format of the x tic labels, such as '%g'
+#   xtics              x tic positions, such as '0.1, 0.3, 0.5': a log axis
+#                      that spans less than a decade has no labelled tic
 #   n                  number of series
 # and for series i of panel p (pP_kI, pP_lsI, ...):
 #   k                  kind: 'pe' points with error bars, 'le' lines and
@@ -48,7 +52,11 @@ do for [p=1:np] {
     set key box opaque samplen 2 spacing 1.1 font ',8'
     eval('set key '.pv('key', 'top left'))
     if (pv('logx', '0') eq '1') { set logscale x; set format x '10^{%L}' } else { unset logscale x; set format x '% h' }
-    if (pv('xstep', '') eq '') { set xtics autofreq } else { set xtics real(pv('xstep', '1')) }
+    if (pv('xstep', '') eq '') { set xtics autofreq } else {
+        if (pv('logx', '0') eq '1') { set xtics 1, real(pv('xstep', '2')) } else { set xtics real(pv('xstep', '1')) }
+    }
+    if (pv('xtics', '') ne '') { eval('set xtics ('.pv('xtics', '').')') }
+    if (pv('xformat', '') ne '') { set format x pv('xformat', '%g') }
     if (pv('logy', '0') eq '1') { set logscale y; set format y '10^{%L}' } else { unset logscale y; set format y '% h' }
     # x spans the data with a small margin, so that points and error bars
     # at the ends stay clear of the axes.

@@ -191,28 +191,83 @@ format_fit(const struct plot_residual_fit *f, char *buf, size_t size)
         snprintf(buf, size, "%.2f ± %.2f", f->fit.slope, f->fit.slope_se);
 }
 
+/* Order 3 against order 2 of one scheme over the cases with a ground truth. */
+struct order_count {
+    char scheme[32];
+    size_t cases, order3_smaller;
+};
+
+/* Append to ctx->expansion_text what the exact residuals of sweep sw show:
+ * the fitted slopes per scheme and, for Bernoulli masks, at how many p the
+ * third-order expansion is the closer one. */
+static void
+describe_exact_fits(struct report_context *ctx, const struct report_sweep *sw,
+                    const struct plot_residual_fit *fits, size_t n_fits,
+                    const struct order_count *counts, size_t n_counts)
+{
+    char *text = ctx->expansion_text;
+    size_t size = sizeof ctx->expansion_text, len = strlen(text);
+    bool any = false, slopes_ok = true;
+
+    for (size_t i = 0; i < n_fits; i++)
+        any |= fits[i].exact_truth && fits[i].fitted;
+    if (!any)
+        return;
+    len += (size_t) snprintf(text + len, len < size ? size - len : 0,
+                             "Against the exact ground truths of sweep %s, the fitted log-log slopes of |ground truth - expansion| are:",
+                             sw->name);
+    for (size_t i = 0; i < n_fits && len < size; i++) {
+        const struct plot_residual_fit *f = &fits[i];
+
+        if (!f->exact_truth || !f->fitted)
+            continue;
+        /* "Near" the theory: within 0.25 of it, a quarter of the gap
+         * between the Bernoulli and the Gaussian slope. */
+        slopes_ok &= fabs(f->fit.slope - f->expected_slope) <= 0.25;
+        len += (size_t) snprintf(text + len, size - len, " %s %s %.2f ± %.2f (theory %.0f);",
+                                 f->scheme, f->kind, f->fit.slope, f->fit.slope_se,
+                                 f->expected_slope);
+    }
+    if (len < size)
+        len += (size_t) snprintf(text + len, size - len,
+                                 " every slope is %s the theory (within 0.25).",
+                                 slopes_ok ? "near" : "NOT near");
+    for (size_t i = 0; i < n_counts && len < size; i++)
+        len += (size_t) snprintf(text + len, size - len,
+                                 " For %s the third-order residual is below the second-order one at %zu of %zu p.",
+                                 counts[i].scheme, counts[i].order3_smaller, counts[i].cases);
+    if (len < size)
+        snprintf(text + len, size - len,
+                 " For Gaussian masks the third-order term is zero, so both orders give the same value.\n\n");
+}
+
 static int
 add_approx_rows(struct report_context *ctx, struct tables *tb,
                 const struct report_sweep *sw, const struct pnd_table *t)
 {
     struct plot_residual_fit fits[MAX_FITS];
-    size_t n_fits;
+    struct order_count counts[16];
+    size_t n_fits, n_counts = 0;
+    double order2_residual = NAN;    /* exact residual of the last order2 row */
 
     PND_TRY(plot_sim_residual_fits(t, fits, MAX_FITS, &n_fits));
     for (size_t i = 0; i < n_fits; i++) {
         char slope[64];
 
         format_fit(&fits[i], slope, sizeof slope);
-        PND_TRY(report_table_add(&tb->fits, "%s\t%s\t%s\t%s\t%zu\t%zu\t%.3g\t%.3g\t%s\t%.0f",
+        PND_TRY(report_table_add(&tb->fits, "%s\t%s\t%s\t%s\t%s\t%zu\t%zu\t%.3g\t%.3g\t%s\t%.0f",
                                  sw->name, fits[i].model, fits[i].scheme, fits[i].kind,
+                                 fits[i].exact_truth ? "ground truth - expansion"
+                                                     : "MC - expansion",
                                  fits[i].n_points, fits[i].fitted ? fits[i].fit.n : 0,
                                  fits[i].max_abs_residual, fits[i].max_residual_se,
                                  slope, fits[i].expected_slope));
     }
     for (size_t r = 0; r < t->n_rows; r++) {
         const char *kind = text_of(t, r, "analytic_kind");
-        char model[64], slope[64];
-        double analytic, mc, res, se;
+        const char *scheme = text_of(t, r, "scheme");
+        char model[64], slope[64], truth_text[32], exact_res_text[32];
+        double analytic, mc, res, se, truth;
 
         if (strcmp(kind, "order2") != 0 && strcmp(kind, "order3") != 0)
             continue;
@@ -221,17 +276,41 @@ add_approx_rows(struct report_context *ctx, struct tables *tb,
         PND_TRY(pnd_table_value_named(t, r, "mc_mean", &mc));
         PND_TRY(pnd_table_value_named(t, r, "residual", &res));
         PND_TRY(pnd_table_value_named(t, r, "residual_se", &se));
-        const struct plot_residual_fit *f = find_fit(fits, n_fits, model,
-                                                     text_of(t, r, "scheme"), kind);
+        PND_TRY(plot_sim_case_truth(t, r, &truth));
+        const struct plot_residual_fit *f = find_fit(fits, n_fits, model, scheme, kind);
 
+        snprintf(truth_text, sizeof truth_text, "-");
+        snprintf(exact_res_text, sizeof exact_res_text, "-");
+        if (!isnan(truth)) {
+            snprintf(truth_text, sizeof truth_text, "%.8g", truth);
+            snprintf(exact_res_text, sizeof exact_res_text, "%+.3e", truth - analytic);
+            if (strcmp(kind, "order2") == 0) {
+                order2_residual = truth - analytic;
+            } else if (!isnan(order2_residual) && strstr(scheme, "gaussian") == NULL) {
+                size_t c;
+
+                for (c = 0; c < n_counts && strcmp(counts[c].scheme, scheme) != 0; c++)
+                    continue;
+                if (c == n_counts && n_counts < sizeof counts / sizeof counts[0]) {
+                    memset(&counts[c], 0, sizeof counts[c]);
+                    snprintf(counts[c].scheme, sizeof counts[c].scheme, "%s", scheme);
+                    n_counts++;
+                }
+                if (c < n_counts) {
+                    counts[c].cases++;
+                    counts[c].order3_smaller += fabs(truth - analytic) < fabs(order2_residual);
+                }
+            }
+        }
         format_fit(f, slope, sizeof slope);
-        PND_TRY(report_table_add(&tb->approx, "%s\t%s\t%s\t%s\t%s\t%.8g\t%.8g\t%+.3e\t%.2e\t%+.1f\t%s\t%s",
-                                 sw->name, model, text_of(t, r, "scheme"),
-                                 text_of(t, r, "p"), kind, analytic, mc, res, se,
+        PND_TRY(report_table_add(&tb->approx, "%s\t%s\t%s\t%s\t%s\t%.8g\t%s\t%s\t%.8g\t%+.3e\t%.2e\t%+.1f\t%s\t%s",
+                                 sw->name, model, scheme, text_of(t, r, "p"), kind, analytic,
+                                 truth_text, exact_res_text, mc, res, se,
                                  se > 0 ? res / se : 0.0, slope,
                                  f != NULL ? (f->expected_slope == 2 ? "2" : "1") : "-"));
         ctx->n_approx++;
     }
+    describe_exact_fits(ctx, sw, fits, n_fits, counts, n_counts);
     return PND_OK;
 }
 
@@ -364,11 +443,11 @@ build_tables(struct report_context *ctx, struct tables *tb)
                               "Every exact check: Monte Carlo estimate (MC) with its standard error (SE) against the exact value; z = (MC - exact) / SE, pass when |z| <= 4.",
                               "sweep\t>case\tmodel\tscheme\t>p\t>n\t>draws\tquantity\tground truth\t>exact\t>MC\t>SE\t>z\tverdict\tcase verdict (simulator)"));
     PND_TRY(report_table_init(&tb->fits, "expansion_slopes",
-                              "Log-log slope of |MC - expansion| against p, fitted by least squares to the residuals at p <= 0.3 above 2 standard errors, beside the slope the theory expects as p goes to 0.",
-                              "sweep\tmodel\tscheme\texpansion\t>rows\t>fitted points\t>max |residual|\t>its SE\t>fitted slope\t>expected slope"));
+                              "Log-log slope of the residual of each expansion against p, fitted by least squares at p <= 0.3, beside the slope the theory expects as p goes to 0. Where the sweep has a ground truth (enumeration or quadrature) the residual is ground truth - expansion, exact, and every nonzero residual is fitted; otherwise it is MC - expansion, and only residuals above 2 standard errors are fitted.",
+                              "sweep\tmodel\tscheme\texpansion\tresidual\t>rows\t>fitted points\t>max |residual|\t>its SE\t>fitted slope\t>expected slope"));
     PND_TRY(report_table_init(&tb->approx, "approximations",
-                              "Every approximate check: the expansion of E[L] against Monte Carlo. The residual is not a pass or fail; its slope against p is what the theory predicts.",
-                              "sweep\tmodel\tscheme\t>p\texpansion\t>expansion value\t>MC\t>residual\t>SE\t>residual / SE\t>fitted slope\t>expected slope"));
+                              "Every approximate check: the expansion of E[L] against the ground truth, where the sweep has one, and against Monte Carlo. A residual is not a pass or fail; its slope against p is what the theory predicts.",
+                              "sweep\tmodel\tscheme\t>p\texpansion\t>expansion value\t>ground truth\t>ground truth - expansion\t>MC\t>MC - expansion\t>SE\t>residual / SE\t>fitted slope\t>expected slope"));
     PND_TRY(report_table_init(&tb->training, "training",
                               "Training on Fashion-MNIST: final accuracies and co-adaptation statistics of the first hidden layer, mean ± 95% t-interval over seeds.",
                               "scheme\t>p\t>seeds\t>validation accuracy (%)\t>test accuracy (%)\t>gap: train - validation (points)\t>mean |C_uv|\t>participation ratio\t>R_cross (Dropout view)\t>time per run (s)"));
@@ -470,7 +549,7 @@ write_body(const struct report_context *ctx, const struct tables *tb,
     else
         fprintf(fp, "**Verdict: %zu of %zu exact checks FAIL** (|z| > 4). ",
                 ctx->n_exact_failed, ctx->n_exact);
-    fprintf(fp, "%zu approximate checks compare the second- and third-order expansions with Monte Carlo.\n\n",
+    fprintf(fp, "%zu approximate checks compare the second- and third-order expansions with exact ground truths, where a sweep has them, and with Monte Carlo.\n\n",
             ctx->n_approx);
 
     fputs("## What is checked\n\n"
@@ -492,6 +571,8 @@ write_body(const struct report_context *ctx, const struct tables *tb,
     fputs("## Expansions\n\n", fp);
     if (tb->fits.n_rows > 0)
         put_table(&tb->fits, fp, html);
+    if (ctx->expansion_text[0] != '\0')
+        fputs(ctx->expansion_text, fp);
     else
         fputs("No sweep of this report was checked against expansions only.\n\n", fp);
     if (tb->approx.n_rows > 0)
@@ -610,6 +691,7 @@ report_write_document(struct report_context *ctx)
 
     memset(&tb, 0, sizeof tb);
     ctx->n_exact = ctx->n_exact_failed = ctx->n_approx = 0;
+    ctx->expansion_text[0] = '\0';
     status = build_tables(ctx, &tb);
     if (status == PND_OK) {
         double wall_s = pnd_wall_seconds() - ctx->start_s;

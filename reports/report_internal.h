@@ -90,6 +90,7 @@ struct report_context {
     double start_s;
     double train_s;            /* wall time of the training stage */
     size_t n_exact, n_exact_failed, n_approx;
+    char expansion_text[4096]; /* what the exact residuals show, for the report */
 };
 
 /* Write the tables (tables/) and DIR/report.md and DIR/report.html;

@@ -35,10 +35,39 @@ static const char sim_header[] =
     "batch_var_per_sample_se\tbatch_var_per_sample_exact\tbatch_var_shared_mc\t"
     "batch_var_shared_se\tbatch_var_shared_exact\tmax_abs_z\tverdict\telapsed_s\n";
 
+/* Every test directory lives under one root made per suite run by an
+ * unchecked fixture, which runs in the parent process: its teardown
+ * removes the root even when a test fails or times out in its child
+ * process, so no run leaves a directory behind in /tmp. */
+static char test_root[64];
+
+static void
+remove_tree(const char *dir);
+
+static void
+root_setup(void)
+{
+    snprintf(test_root, sizeof test_root, "/tmp/pnd-report-test-XXXXXX");
+    if (mkdtemp(test_root) == NULL)
+        test_root[0] = '\0';
+    ck_assert_msg(test_root[0] != '\0', "cannot create a temporary directory in /tmp");
+}
+
+static void
+root_teardown(void)
+{
+    if (test_root[0] != '\0')
+        remove_tree(test_root);
+    test_root[0] = '\0';
+}
+
 static void
 make_temp_dir(char *buf, size_t size)
 {
-    snprintf(buf, size, "/tmp/pnd-report-test-XXXXXX");
+    ck_assert_msg(test_root[0] != '\0', "the test root directory is missing");
+    int len = snprintf(buf, size, "%s/t-XXXXXX", test_root);
+
+    ck_assert(len > 0 && (size_t) len < size);
     ck_assert_ptr_nonnull(mkdtemp(buf));
 }
 
@@ -287,6 +316,91 @@ START_TEST(test_residual_fits_expected_slopes)
 }
 END_TEST
 
+/* A sweep run with --expansions true: each case has an enumeration or
+ * quadrature row (the ground truth) followed by its order2 and order3
+ * rows. The exact residuals follow c p^slope; the Monte Carlo means carry
+ * noise of +-2e-3, far above them, which the exact fits must ignore. */
+static void
+write_expansions_fixture(const char *path)
+{
+    static const char *const schemes[] = {"dropout", "pernodedrop-gaussian"};
+    static const double ps[] = {0.01, 0.02, 0.05, 0.1, 0.2};
+    FILE *fp = fopen(path, "w");
+    int index = 0;
+
+    ck_assert_ptr_nonnull(fp);
+    fputs(sim_header, fp);
+    for (size_t s = 0; s < 2; s++) {
+        bool gaussian = strstr(schemes[s], "gaussian") != NULL;
+        double slope = gaussian ? 2.0 : 1.0;
+
+        for (size_t i = 0; i < 5; i++, index++) {
+            double p = ps[i], truth = 1 + p, se = 1e-3;
+            double mc = truth + (i % 2 ? 2.0 : -2.0) * se;
+            double r2 = 0.01 * pow(p, slope), r3 = gaussian ? r2 : 0.003 * pow(p, slope);
+
+            fprintf(fp, "%d\t%s\tmlp\ttanh\t%g\t0.5\t4\t3\t3\t1\t10000\t1\t%.12g\t%s\t%.12g\t%g\t%g\tnan\tnan\t%g\t0\t0.1\t1e-3\t0.1\t0\tnan\tnan\tnan\tnan\tnan\tnan\t2\tpass\t0.01\n",
+                    index, schemes[s], p, truth, gaussian ? "quadrature" : "enumeration",
+                    mc, se, (mc - truth) / se, 0.5 * p);
+            for (int order = 2; order <= 3; order++) {
+                double a = truth - (order == 2 ? r2 : r3);
+
+                fprintf(fp, "%d\t%s\tmlp\ttanh\t%g\t0.5\t4\t3\t3\t1\t10000\t1\t%.12g\torder%d\t%.12g\t%g\tnan\t%.12g\t%g\t%g\t0\t0.1\t1e-3\tnan\tnan\tnan\tnan\tnan\tnan\tnan\tnan\tnan\t-\t0.01\n",
+                        index, schemes[s], p, a, order, mc, se, mc - a, se, 0.5 * p);
+            }
+        }
+    }
+    ck_assert_int_eq(fclose(fp), 0);
+}
+
+START_TEST(test_exact_residual_fits)
+{
+    char dir[64], path[256], out[128];
+    struct pnd_table *t;
+    struct plot_residual_fit fits[16];
+    struct pnd_plot_options opt;
+    struct pnd_figure_list list = {0};
+    size_t n_fits;
+
+    make_temp_dir(dir, sizeof dir);
+    snprintf(path, sizeof path, "%s/sim.tsv", dir);
+    write_expansions_fixture(path);
+    ck_assert_int_eq(pnd_table_read(path, &t), PND_OK);
+    ck_assert_int_eq(plot_sim_residual_fits(t, fits, 16, &n_fits), PND_OK);
+    ck_assert_uint_eq(n_fits, 4);
+    for (size_t i = 0; i < n_fits; i++) {
+        /* Exact power laws: the fit must recover the slope to rounding,
+         * which the Monte Carlo noise (2 SE, larger than every residual)
+         * would spoil if it were used. */
+        ck_assert(fits[i].exact_truth);
+        ck_assert(fits[i].fitted);
+        ck_assert_uint_eq(fits[i].fit.n, 5);
+        ck_assert_double_eq_tol(fits[i].fit.slope, fits[i].expected_slope, FIT_TOL);
+        ck_assert_double_eq(fits[i].max_residual_se, 0.0);
+    }
+    pnd_table_free(t);
+
+    snprintf(out, sizeof out, "%s/figures", dir);
+    ck_assert_int_eq(pnd_mkdir_p(out), PND_OK);
+    pnd_plot_options_init(&opt, out);
+    ck_assert_int_eq(pnd_plot_sim(&opt, path, "e_", &list), PND_OK);
+    ck_assert(has_figure(&list, "e_residual_mlp-tanh"));
+    ck_assert(has_figure(&list, "e_residual_mc_mlp-tanh"));
+    assert_figures(out, &list);
+    /* The exact figure's data: ground truth - expansion, no noise band. */
+    snprintf(path, sizeof path, "%s/data/e_residual_mlp-tanh.dat", out);
+    {
+        char *text;
+
+        ck_assert_int_eq(pnd_read_file(path, &text, NULL), PND_OK);
+        ck_assert_ptr_nonnull(strstr(text, "0.0001"));
+        free(text);
+    }
+    pnd_figure_list_free(&list);
+    remove_tree(dir);
+}
+END_TEST
+
 START_TEST(test_plot_sim_draws_figures)
 {
     char dir[64], path[256], out[128];
@@ -419,6 +533,7 @@ START_TEST(test_report_quick_preset)
     static const char *const tables[] = {"verification", "approximations", "training",
                                          "exact_summary", "expansion_slopes"};
     static const char *const figures[] = {"readout_p_loss_readout", "mlp_p_residual_mlp-tanh",
+                                          "mlp_p_residual_mc_mlp-tanh",
                                           "draws_convergence_readout", "batch_batchvar_readout",
                                           "readout_p_penalty_readout", "train_curves",
                                           "train_coadapt", "train_corr", "train_gap"};
@@ -453,6 +568,16 @@ START_TEST(test_report_quick_preset)
     }
     snprintf(path, sizeof path, "%s/report.md", out);
     ck_assert(access(path, R_OK) == 0);
+    /* The exact residuals of mlp_p follow the theory: slopes within 0.25
+     * of 1 (Bernoulli) and 2 (Gaussian), order 3 closer than order 2. */
+    {
+        char *text;
+
+        ck_assert_int_eq(pnd_read_file(path, &text, NULL), PND_OK);
+        ck_assert_ptr_nonnull(strstr(text, "every slope is near the theory"));
+        ck_assert_ptr_nonnull(strstr(text, "For pernodedrop the third-order residual is below the second-order one at 5 of 5 p."));
+        free(text);
+    }
     assert_links_resolve(out);
     /* The verification table contains no failed exact check. */
     snprintf(path, sizeof path, "%s/tables", out);
@@ -618,10 +743,12 @@ pnd_report_suite(void)
     tcase_add_test(core, test_fit_recovers_power_law);
     tcase_add_test(core, test_fit_slope_se_from_scatter);
     tcase_add_test(core, test_residual_fits_expected_slopes);
+    tcase_add_test(core, test_exact_residual_fits);
     tcase_add_test(core, test_plot_sim_draws_figures);
     tcase_add_test(core, test_plot_train_draws_figures);
     tcase_add_test(core, test_report_table_formats);
     tcase_add_test(core, test_report_quick_preset);
+    tcase_add_unchecked_fixture(core, root_setup, root_teardown);
     suite_add_tcase(s, core);
 
     tcase_add_test(limits, test_missing_gnuplot_unavailable);
@@ -631,6 +758,7 @@ pnd_report_suite(void)
     tcase_add_test(limits, test_fit_rejects_bad_points);
     tcase_add_test(limits, test_failing_template_leaves_no_file);
     tcase_add_test(limits, test_plot_path_rejects_unknown);
+    tcase_add_unchecked_fixture(limits, root_setup, root_teardown);
     suite_add_tcase(s, limits);
     return s;
 }

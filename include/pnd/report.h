@@ -127,8 +127,10 @@ int pnd_plot_draw(const struct pnd_plot_options *opt, const char *template,
                   const char *name, const char *const *vars, size_t n_vars);
 
 /* Draw every figure that a simulator TSV supports: expected loss against p,
- * expansion residuals with fitted slopes, MC convergence, mini-batch
- * variance, R_diag and R_cross. A figure whose columns are absent is
+ * expansion residuals with fitted slopes (against the ground truth, and
+ * against MC in a second figure, when the TSV was written with
+ * --expansions true), MC convergence, mini-batch variance, R_diag and
+ * R_cross. A figure whose columns are absent is
  * skipped. Appends the figures drawn to list. */
 int pnd_plot_sim(const struct pnd_plot_options *opt, const char *tsv_path,
                  const char *prefix, struct pnd_figure_list *list);
