@@ -665,15 +665,17 @@ END_TEST
 /* The many-word sampler gives the same words from the same generator
  * outputs as its plain reference, for q with few and many digits,
  * subnormal q and the ends 0 and 1, and for calls of a part of a block,
- * one block and several. */
+ * one block and several. The 1000-word calls have about 50 words with more
+ * than 4 open lanes (Binomial(64, 1/32)), which the fast sampler shares out
+ * in a loop of their own. */
 START_TEST(test_bernoulli_words_match_reference)
 {
     static const double qs[] = {
         0.7, 0.5, 0.25, 0.1, 1e-3, 0.999999, 1.0 - 0x1p-53, 0x1p-1074,
         0x1p-60, 1.0 / 3.0, 0.0, 1.0,
     };
-    static const size_t counts[] = { 1, 40, 64, 150 };
-    uint64_t words[150], expected[150];
+    static const size_t counts[] = { 1, 40, 64, 150, 1000 };
+    uint64_t words[1000], expected[1000];
 
     for (size_t t = 0; t < sizeof qs / sizeof qs[0]; t++) {
         for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
