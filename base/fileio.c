@@ -35,6 +35,26 @@ untrack_tmp(const char *tmp_path)
 }
 
 void
+pnd_atomic_watch(char *path)
+{
+    track_tmp(path);
+}
+
+void
+pnd_atomic_forget(const char *path)
+{
+    untrack_tmp(path);
+}
+
+int
+pnd_input_open_status(int err)
+{
+    if (err == ENOENT || err == ENOTDIR || err == EACCES || err == EISDIR)
+        return PND_EINVAL;
+    return PND_EIO;
+}
+
+void
 pnd_atomic_cleanup_all(void)
 {
     for (int i = 0; i < MAX_OPEN_ATOMIC; i++)
@@ -184,7 +204,8 @@ pnd_read_file(const char *path, char **data, size_t *len)
 
     *data = NULL;
     if (fp == NULL)
-        PND_ERROR(PND_EIO, "cannot open %s: %s", path, strerror(errno));
+        PND_ERROR(pnd_input_open_status(errno), "cannot open %s: %s", path,
+                  strerror(errno));
     for (;;) {
         if (n + 4096 + 1 > cap) {
             size_t new_cap = cap ? 2 * cap : 65536;

@@ -46,7 +46,12 @@ print_usage(FILE *out)
 static void
 on_interrupt(int sig)
 {
+    static const char message[] = "\npnd: interrupted; incomplete outputs were removed\n";
+
     pnd_atomic_cleanup_all();
+    if (write(STDERR_FILENO, message, sizeof message - 1) < 0) {
+        /* Nothing more can be done inside a signal handler. */
+    }
     signal(sig, SIG_DFL);
     raise(sig);
 }

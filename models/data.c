@@ -19,6 +19,7 @@
 #include <zlib.h>
 
 #include "pnd/error.h"
+#include "pnd/fileio.h"
 #include "pnd/rng.h"
 #include "pnd/train.h"
 
@@ -78,9 +79,11 @@ read_gz_file(const char *path, unsigned char **data, size_t *len)
 
     *data = NULL;
     *len = 0;
+    errno = 0;
     gz = gzopen(path, "rb");
     if (gz == NULL)
-        PND_ERROR(PND_EIO, "cannot open '%s': %s", path,
+        PND_ERROR(errno ? pnd_input_open_status(errno) : PND_ENOMEM,
+                  "cannot open '%s': %s", path,
                   errno ? strerror(errno) : "out of memory");
     buf = malloc(cap);
     if (buf == NULL)

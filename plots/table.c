@@ -169,7 +169,7 @@ pnd_table_value(const struct pnd_table *table, size_t row, int col,
         PND_ERROR(PND_EFORMAT, "%s:%zu: column %s contains '%s', which is not a number",
                   table->path, table->lines[row], table->names[col], s);
     if (!isfinite(*value))
-        PND_ERROR(PND_ENUMERIC, "%s:%zu: column %s contains %s, which is not finite, so it is not plotted (rerun the computation that wrote it)",
+        PND_ERROR(PND_EFORMAT, "%s:%zu: column %s contains %s, which is not finite, so it is not plotted (rerun the computation that wrote it)",
                   table->path, table->lines[row], table->names[col], s);
     return PND_OK;
 }

@@ -418,7 +418,7 @@ copy_matrix(const char *in_path, const char *out_path, size_t *h)
                 status = pnd_error_set(PND_EFORMAT, __FILE__, __LINE__,
                                        "%s:%zu: '%s' is not a number", in_path, line_no, cell);
             } else if (!isfinite(v)) {
-                status = pnd_error_set(PND_ENUMERIC, __FILE__, __LINE__,
+                status = pnd_error_set(PND_EFORMAT, __FILE__, __LINE__,
                                        "%s:%zu: correlation %s is not finite, so the heatmap was not drawn",
                                        in_path, line_no, cell);
             } else {

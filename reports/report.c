@@ -250,6 +250,9 @@ run_sweep(struct report_context *ctx, struct report_sweep *sw,
     snprintf(number, sizeof number, "%d", ctx->cfg->threads);
     if (status == PND_OK)
         status = pnd_sim_config_set(&cfg, "threads", number, "--threads");
+    /* The pending configuration marks an unfinished sweep: an interrupt
+     * removes it, so a later run never takes the sweep as finished. */
+    pnd_atomic_watch(pending);
     if (status == PND_OK)
         status = pnd_sim_config_write(&cfg, pending);
     if (status != PND_OK)
@@ -271,6 +274,7 @@ run_sweep(struct report_context *ctx, struct report_sweep *sw,
 done:
     if (status != PND_OK)
         unlink(pending);
+    pnd_atomic_forget(pending);
     pnd_sim_config_free(&cfg);
     return status;
 }
@@ -415,6 +419,7 @@ run_training(struct report_context *ctx, const struct preset *pr,
             status = join(summary, run->dir, "summary.json");
         if (status == PND_OK)
             status = join(pending, ctx->dir, ".train_config.ini.pending");
+        pnd_atomic_watch(pending);
         if (status == PND_OK)
             status = pnd_train_config_write(&cfg, pending);
         if (status == PND_OK && same_file(pending, ini) && access(summary, R_OK) == 0) {
@@ -431,6 +436,7 @@ run_training(struct report_context *ctx, const struct preset *pr,
                 status = pnd_train_run_data(&cfg, &data, run->dir, &result);
         }
         unlink(pending);
+        pnd_atomic_forget(pending);
         pnd_train_config_free(&cfg);
     }
     if (have_data)

@@ -772,8 +772,8 @@ pnd_net_read(const char *path, struct pnd_net **net, struct pnd_data **data)
         int saved = errno;
 
         free(state);
-        PND_ERROR(PND_EIO, "cannot open network file %s: %s", path,
-                  strerror(saved));
+        PND_ERROR(pnd_input_open_status(saved), "cannot open network file %s: %s",
+                  path, strerror(saved));
     }
     parse = ini_parse_stream(ini_line_reader, state, entry_handler, state);
     fclose(state->fp);

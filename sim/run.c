@@ -89,7 +89,8 @@ config_keys(struct pnd_sim_config *cfg, struct pnd_config_key *keys)
          "network file (INI) instead of a synthetic model"},
         {"sim", "scheme", PND_CONFIG_STRING, &cfg->schemes, 0, 0, NULL,
          "masking schemes, comma-separated, or all"},
-        {"sim", "p", PND_CONFIG_DOUBLE_LIST, &cfg->p, 0.0, 1.0, NULL,
+        /* No range here: pnd_check_p rejects p outside [0, 1) with its own message. */
+        {"sim", "p", PND_CONFIG_DOUBLE_LIST, &cfg->p, 0.0, 0.0, NULL,
          "drop probabilities in [0, 1), comma-separated"},
         {"sim", "scale", PND_CONFIG_DOUBLE_LIST, &cfg->scale, 1e-6, 1e6, NULL,
          "weight scales: W ~ N(0, scale^2 / d_in)"},

@@ -357,7 +357,7 @@ START_TEST(test_config_missing_file)
     make_keys(keys, &s);
     pnd_error_clear();
     ck_assert_int_eq(pnd_config_read("/nonexistent/pnd-run.ini", keys, N_KEYS),
-                     PND_EIO);
+                     PND_EINVAL);
     ck_assert_ptr_nonnull(strstr(pnd_error_message(), "/nonexistent/pnd-run.ini"));
 }
 END_TEST

@@ -630,7 +630,7 @@ START_TEST(test_nan_data_rejected)
     snprintf(path, sizeof path, "%s/sim.tsv", dir);
     write_sim_fixture(path, true);
     pnd_plot_options_init(&opt, dir);
-    ck_assert_int_eq(pnd_plot_sim(&opt, path, "", &list), PND_ENUMERIC);
+    ck_assert_int_eq(pnd_plot_sim(&opt, path, "", &list), PND_EFORMAT);
     ck_assert_ptr_nonnull(strstr(pnd_error_message(), "mc_mean"));
     ck_assert_ptr_nonnull(strstr(pnd_error_message(), "sim.tsv:7"));
     ck_assert_uint_eq(count_files(dir, ".pdf"), 0);
@@ -649,7 +649,7 @@ START_TEST(test_inf_in_table_rejected)
     snprintf(path, sizeof path, "%s/t.tsv", dir);
     write_text(path, "x\ty\n1\tinf\n");
     ck_assert_int_eq(pnd_table_read(path, &t), PND_OK);
-    ck_assert_int_eq(pnd_table_value_named(t, 0, "y", &v), PND_ENUMERIC);
+    ck_assert_int_eq(pnd_table_value_named(t, 0, "y", &v), PND_EFORMAT);
     ck_assert_int_eq(pnd_table_value_named(t, 0, "z", &v), PND_EFORMAT);
     pnd_table_free(t);
     remove_tree(dir);

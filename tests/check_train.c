@@ -432,13 +432,13 @@ START_TEST(csv_bad_inputs_rejected)
 }
 END_TEST
 
-START_TEST(missing_file_is_io_error)
+START_TEST(missing_file_is_input_error)
 {
     struct pnd_dataset *ds = NULL;
 
     ck_assert_int_eq(pnd_dataset_read_idx("/nonexistent/images.gz", "/nonexistent/labels.gz",
                                           255, &ds),
-                     PND_EIO);
+                     PND_EINVAL);
     ck_assert_ptr_nonnull(strstr(pnd_error_message(), "/nonexistent/images.gz"));
 }
 END_TEST
@@ -1014,7 +1014,7 @@ pnd_train_suite(void)
 
     tcase_add_test(limits, idx_bad_inputs_rejected);
     tcase_add_test(limits, csv_bad_inputs_rejected);
-    tcase_add_test(limits, missing_file_is_io_error);
+    tcase_add_test(limits, missing_file_is_input_error);
     tcase_add_test(limits, coadapt_all_dead_is_finite);
     tcase_add_test(limits, divergence_is_reported);
     tcase_add_test(limits, checkpoint_corruption_rejected);

@@ -44,9 +44,10 @@ struct pnd_config_key {
     const char *help;              /* one line: what the key sets, in what unit */
 };
 
-/* Parse path and store every entry through keys. Returns PND_EIO when the
- * file cannot be read, PND_EINVAL for an unknown key or bad value, and
- * PND_EFORMAT for a line that is not INI syntax. */
+/* Parse path and store every entry through keys. Returns PND_EINVAL when
+ * the file is missing or not readable (PND_EIO for other read failures),
+ * PND_EINVAL for an unknown key or bad value, and PND_EFORMAT for a line
+ * that is not INI syntax. */
 int pnd_config_read(const char *path, const struct pnd_config_key *keys,
                     size_t n_keys);
 

@@ -31,7 +31,19 @@ int pnd_mkdir_p(const char *path);
 int pnd_read_file(const char *path, char **data, size_t *len);
 
 /* Remove every temporary file that this process has opened and not yet
- * committed or aborted. Async-signal-safe: the SIGINT handler calls it. */
+ * committed or aborted, and every watched file. Async-signal-safe: the
+ * SIGINT handler calls it. */
 void pnd_atomic_cleanup_all(void);
+
+/* Watch a file that stays incomplete until a later step finishes, such as
+ * a marker written before a long computation: an interrupt removes it.
+ * path must stay valid until pnd_atomic_forget(path). */
+void pnd_atomic_watch(char *path);
+void pnd_atomic_forget(const char *path);
+
+/* Status for a failed open of an input file with errno err: PND_EINVAL
+ * (an input error, exit 2) when the file is missing or not readable,
+ * PND_EIO otherwise. */
+int pnd_input_open_status(int err);
 
 #endif
