@@ -121,6 +121,34 @@ gnuplot_program(const struct pnd_plot_options *opt)
     return PND_GNUPLOT;
 }
 
+int
+pnd_plot_check_gnuplot(const struct pnd_plot_options *opt)
+{
+    const char *program = gnuplot_program(opt);
+    const char *path = getenv("PATH");
+    char candidate[4096];
+
+    if (strchr(program, '/') != NULL) {
+        if (access(program, X_OK) == 0)
+            return PND_OK;
+    } else {
+        /* Search PATH as posix_spawnp will, so that a missing gnuplot is
+         * reported before any data file is written. */
+        for (const char *dir = path ? path : ""; *dir != '\0';) {
+            size_t len = strcspn(dir, ":");
+
+            snprintf(candidate, sizeof candidate, "%.*s/%s", (int) len, dir, program);
+            if (len > 0 && access(candidate, X_OK) == 0)
+                return PND_OK;
+            dir += len;
+            if (*dir == ':')
+                dir++;
+        }
+    }
+    PND_ERROR(PND_EUNAVAIL, "cannot run gnuplot '%s': not found or not executable. Install the Debian package %s or set PND_GNUPLOT to the gnuplot program",
+              program, GNUPLOT_PACKAGE);
+}
+
 /* Append "name='value'; " to script, doubling single quotes as gnuplot's
  * single-quoted strings require. */
 static int

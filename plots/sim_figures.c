@@ -787,6 +787,7 @@ pnd_plot_sim(const struct pnd_plot_options *opt, const char *tsv_path,
     struct pnd_table *t;
     int status;
 
+    PND_TRY(pnd_plot_check_gnuplot(opt));
     PND_TRY(pnd_table_read(tsv_path, &t));
     status = plot_sim_table(opt, t, prefix ? prefix : "", list);
     pnd_table_free(t);

@@ -573,6 +573,7 @@ pnd_plot_train(const struct pnd_plot_options *opt, const char *const *run_dirs,
 
     if (runs == NULL)
         PND_ERROR(PND_ENOMEM, "out of memory reading %zu runs", n_runs);
+    status = pnd_plot_check_gnuplot(opt);
     for (size_t i = 0; i < n_runs && status == PND_OK; i++)
         status = read_run(run_dirs[i], &runs[i]);
     if (status == PND_OK)

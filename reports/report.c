@@ -635,6 +635,12 @@ pnd_report_run(const struct pnd_report_config *cfg,
     snprintf(ctx.dir, sizeof ctx.dir, "%s", cfg->out_dir);
     snprintf(ctx.figures_dir, sizeof ctx.figures_dir, "%s/figures", cfg->out_dir);
     snprintf(ctx.tables_dir, sizeof ctx.tables_dir, "%s/tables", cfg->out_dir);
+
+    /* Fail before minutes of computation, not at the figures stage. */
+    struct pnd_plot_options plot_check;
+
+    pnd_plot_options_init(&plot_check, ctx.figures_dir);
+    PND_TRY(pnd_plot_check_gnuplot(&plot_check));
     PND_TRY(pnd_mkdir_p(ctx.dir));
 
     status = list_runs(&ctx, pr);

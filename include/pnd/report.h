@@ -118,6 +118,10 @@ void pnd_figure_list_free(struct pnd_figure_list *list);
  * when none contains styles.gp. */
 int pnd_plot_data_dir(char *buf, size_t size);
 
+/* PND_EUNAVAIL, naming the program and its Debian package, unless the
+ * gnuplot program of opt (or PND_GNUPLOT) can be executed. */
+int pnd_plot_check_gnuplot(const struct pnd_plot_options *opt);
+
 /* Draw one figure: run gnuplot on template (a file name in the data
  * directory) once per format, with the variables n_vars pairs
  * vars[2j] = vars[2j + 1] set as gnuplot strings, plus term, out and
