@@ -681,12 +681,12 @@ figure_batch(const struct pnd_plot_options *opt, const struct pnd_table *t,
     snprintf(name, sizeof name, "%sbatchvar_%s", prefix, model);
     snprintf(data_name, sizeof data_name, "%s_per_sample", name);
     status = write_panel(opt, &per_sample, data_name, &vars, 1, "batch size n (samples)",
-                         "Var[L] (squared loss units)", "a fresh mask per sample",
+                         "Var[L] (squared loss units)", "a fresh mask per sample (lines: exact, points: Monte Carlo)",
                          true, true);
     snprintf(data_name, sizeof data_name, "%s_shared", name);
     if (status == PND_OK)
         status = write_panel(opt, &shared, data_name, &vars, 2, "batch size n (samples)",
-                             "Var[L] (squared loss units)", "one mask shared by the batch",
+                             "Var[L] (squared loss units)", "one mask shared by the batch (lines: exact, points: Monte Carlo)",
                              true, true);
     for (int panel = 1; panel <= 2 && status == PND_OK; panel++) {
         const struct plot_set *set = panel == 1 ? &per_sample : &shared;
