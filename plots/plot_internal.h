@@ -112,7 +112,7 @@ int plot_sim_case_truth(const struct pnd_table *table, size_t r, double *truth);
 
 /* Log-log fit of |residual| against p for one model, scheme and order of
  * expansion of a simulator table. The residual is ground truth minus
- * expansion (standard error 0) where the table holds an exact,
+ * expansion (standard error 0) where the table contains an exact,
  * enumeration or quadrature row beside the expansions (pnd sim
  * --expansions true), else Monte Carlo minus expansion. */
 struct plot_residual_fit {

@@ -89,7 +89,7 @@ plot_sim_case_truth(const struct pnd_table *t, size_t r, double *truth)
 /* Residual of the order2 or order3 row r and its standard error: ground
  * truth minus expansion, with standard error 0, when the case has a ground
  * truth and use_truth is set, else Monte Carlo minus expansion. *exact
- * tells which. */
+ * is set to true in the first case. */
 static int
 row_residual(const struct pnd_table *t, size_t r, bool use_truth, double *res,
              double *se, bool *exact)

@@ -303,11 +303,15 @@ add_approx_rows(struct report_context *ctx, struct tables *tb,
             }
         }
         format_fit(f, slope, sizeof slope);
+
+        const char *expected_slope = "-";
+
+        if (f != NULL)
+            expected_slope = f->expected_slope == 2 ? "2" : "1";
         PND_TRY(report_table_add(&tb->approx, "%s\t%s\t%s\t%s\t%s\t%.8g\t%s\t%s\t%.8g\t%+.3e\t%.2e\t%+.1f\t%s\t%s",
                                  sw->name, model, scheme, text_of(t, r, "p"), kind, analytic,
                                  truth_text, exact_res_text, mc, res, se,
-                                 se > 0 ? res / se : 0.0, slope,
-                                 f != NULL ? (f->expected_slope == 2 ? "2" : "1") : "-"));
+                                 se > 0 ? res / se : 0.0, slope, expected_slope));
         ctx->n_approx++;
     }
     describe_exact_fits(ctx, sw, fits, n_fits, counts, n_counts);

@@ -34,7 +34,7 @@
  * Bit cache. A pernodedrop forward pass keeps the keep bits of all its
  * samples in the workspace, with the key, n, h, d and p that drew them. A
  * backward pass with the same key, n, h, d and p reads them instead of
- * drawing them again, which halves the draws of a training step; any other
+ * drawing them again, which halves the draws of a training step. Any other
  * backward pass draws its bits from the key. Cached or redrawn, the bits are
  * the same, so the cache changes no result.
  *
@@ -83,7 +83,7 @@ struct pnd_mask_workspace {
     uint64_t *cache;   /* (cache_n, h, nw) keep bits of the last pernodedrop
                         * forward pass, or of one chunk as scratch */
     size_t cache_n;    /* samples the cache has room for */
-    bool cache_valid;  /* the cache holds the bits of the fields below */
+    bool cache_valid;  /* the cache contains the bits of the fields below */
     struct pnd_mask_key cache_key;
     size_t cache_count, cache_h, cache_d;   /* n, h, d of that pass */
     double cache_p;
@@ -407,7 +407,7 @@ fail:
 }
 
 /* Largest bit cache that the forward pass allocates by itself, in bytes:
- * 64 MiB holds a batch of 2500 samples of a 784-256 layer. */
+ * 64 MiB fits a batch of 2500 samples of a 784-256 layer. */
 #define MASK_CACHE_AUTO_BYTES ((size_t) 64 << 20)
 
 /* Make room in the bit cache for n_max samples; false when out of memory

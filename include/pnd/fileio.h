@@ -1,6 +1,6 @@
 /* Output files that appear whole or not at all.
  *
- * pnd_atomic_open writes to a temporary name in the target's directory;
+ * pnd_atomic_open writes to a temporary name in the target's directory.
  * pnd_atomic_commit flushes, closes and renames it over the target, so an
  * interrupted run never leaves a half-written table or figure under the
  * final name. pnd_atomic_abort removes the temporary file.

@@ -287,7 +287,7 @@ struct pnd_train_result {
     struct pnd_coadapt coadapt[PND_TRAIN_MAX_HIDDEN];  /* last epoch */
 };
 
-/* The three data sets of a run, read and prepared as cfg says. */
+/* The three data sets of a run, read and prepared as cfg specifies. */
 struct pnd_train_data {
     struct pnd_dataset *train;
     struct pnd_dataset *valid;  /* may have n == 0 */
@@ -297,7 +297,7 @@ int pnd_train_data_read(const struct pnd_train_config *cfg,
                         struct pnd_train_data *data);
 void pnd_train_data_free(struct pnd_train_data *data);
 
-/* Train one network as cfg says on data (read from cfg's files when data
+/* Train one network as cfg specifies on data (read from cfg's files when data
  * is NULL) and write run_dir (created; NULL writes nothing): config.ini,
  * log.tsv, summary.json, corr_L<l>.tsv, checkpoint.pnd. PND_ENUMERIC when
  * the loss becomes NaN or Inf, naming the step and the last finite loss. */
