@@ -14,23 +14,28 @@
  *
  * Many Bernoulli words. Most of the 7.3 words of a call decide only the few
  * lanes that are still open. pnd_rng_bernoulli_words instead takes blocks
- * of 64 result words (the last block shorter). For each word of a block in
- * turn, it compares the first 5 digits of all 64 lanes with those of q,
- * always drawing 5 outputs, with no branch that depends on the outputs.
- * A lane still open then lies
+ * of 64 result words (the last block shorter) from two generators r[0] and
+ * r[1]. Word j compares the first m digits (m = 5, or fewer when q has
+ * fewer) of all 64 lanes with those of q, always drawing m outputs of
+ * r[j % 2], with no branch that depends on the outputs; the two
+ * generators' multiplications overlap in time. A lane still open then lies
  * below q exactly when the rest of its digits lie below
- * q_rest = 2^5 q - floor(2^5 q), the digits of q after the fifth, and those
- * digits are fresh fair bits. So each open lane, in the order (word, lane),
- * takes the next bit of ceil(n_open / 64) words of
- * pnd_rng_bernoulli_word(r, q_rest), drawn after the block's first digits,
- * lowest bit first (none when q_rest = 0: the open lanes are then at or
- * above q, and give 0). About 2 of the 64 lanes stay open, so a word costs
- * 5 + 7.3 / 32, or about 5.2, outputs instead of 7.3, and the
- * data-dependent exit of the digit loop, a mispredicted branch per word,
- * happens once per tail word instead. The result is exact for the same
- * reason as above. pnd_rng_bernoulli_words_ref does the same lane by lane.
- * (3 digits need only 3.9 outputs, but sharing out about 8 open lanes per
- * word then costs more than the outputs it saves on the test machine.)
+ * q_rest = 2^m q - floor(2^m q), the digits of q after the m-th, and those
+ * digits are fresh fair bits. So each open lane takes one bit of a word of
+ * pnd_rng_bernoulli_word(r[0], q_rest) (none when q_rest = 0: the open
+ * lanes are then at or above q, and give 0): after the block's first
+ * digits, r[0] draws ceil(n / 16) slot words, and word j owns bits
+ * 4 (j % 16) to 4 (j % 16) + 3 of slot word j / 16, which its first 4
+ * open lanes take, lowest lane first. Open lanes after the fourth of a word
+ * (5% of words have some), in the order (word, lane), take the bits of the
+ * overflow words that r[0] draws next, lowest bit first. About 2 of the 64
+ * lanes stay open, so a word costs 5 + 5 7.3 / 64, or about 5.6, outputs
+ * instead of 7.3, and the data-dependent exit of the digit loop, a
+ * mispredicted branch per word, happens once per tail word instead. The
+ * result is exact for the same reason as above. pnd_rng_bernoulli_words_ref
+ * does the same lane by lane. (3 digits need only 3.9 outputs, but sharing
+ * out about 8 open lanes per word then costs more than the outputs it saves
+ * on the test machine.)
  *
  * Normals. The ziggurat of G. Marsaglia and W. W. Tsang, "The Ziggurat
  * Method for Generating Random Variables", J. Stat. Softw. 5(8), 2000, with
@@ -142,116 +147,185 @@ digit_mask(uint64_t mantissa, int exponent, int k)
  * bernoulli_word_split. */
 struct words_q {
     uint64_t q_digit[WORDS_HEAD_DIGITS];
+    int n_head;                      /* digits compared: fewer when q ends */
     uint64_t rest_mantissa;          /* 0 when q_rest = 0 */
     int rest_exponent;
     int rest_last;
 };
 
-/* Count the set bits of x by adding neighbouring fields of bits. This needs
- * no library call and no popcnt instruction, which baseline x86-64 lacks. */
-static inline unsigned
-bit_count(uint64_t x)
-{
-    x -= (x >> 1) & 0x5555555555555555;
-    x = (x & 0x3333333333333333) + ((x >> 2) & 0x3333333333333333);
-    x = (x + (x >> 4)) & 0x0f0f0f0f0f0f0f0f;
-    x += x >> 8;
-    x += x >> 16;
-    x += x >> 32;
-    return (unsigned) (x & 0x7f);
-}
+/* Tail bits that every word of a block owns in its slot word, and the
+ * words that share one slot word. A word has 2 open lanes on average and
+ * more than 4 about 5% of the time (Binomial(64, 1/32)). */
+#define SLOT_BITS 4
+#define WORDS_PER_SLOT (64 / SLOT_BITS)
 
-/* Open lanes of a word that deposit_bits handles without a loop. A word has
- * 2 on average and more than 4 about 5% of the time (Binomial(64, 1/32)). */
-#define DEPOSIT_UNROLLED 4
+/* Two 64-bit words in one SSE2 register (baseline x86-64). */
+typedef uint64_t word_pair __attribute__((vector_size(16)));
 
-/* Place the lowest bits of bits at the set bits of open, lowest first, as
- * the BMI2 instruction pdep does. pdep is not used because it is
- * microcoded and slow on AMD before Zen 3 (the test machine is Zen, family
- * 23). The first DEPOSIT_UNROLLED steps have no branch, because a step past
- * the last set bit finds low = 0 and changes nothing. */
-static inline uint64_t
-deposit_bits(uint64_t bits, uint64_t open)
+/* Give the lowest SLOT_BITS open lanes of each word the bits of its slot,
+ * lowest lane first, leave in open[j] the lanes still open after them, and
+ * return those lanes of all words ORed. Two words at a time in the lanes of
+ * a vector; there is no branch: a step past the last open lane of a word
+ * finds low = 0 and changes nothing. */
+static uint64_t
+fill_slots(size_t n, const uint64_t *slot /* (ceil(n / WORDS_PER_SLOT)) */,
+           uint64_t *open /* (n) */, uint64_t *words /* (n) */)
 {
-    uint64_t result = 0;
+    word_pair any = { 0, 0 };
+
+    for (size_t j = 0; j < n; j += 2) {
+        size_t j1 = j + 1 < n ? j + 1 : j;    /* an odd n repeats the last */
+        word_pair o = { open[j], open[j1] };
+        word_pair w = { words[j], words[j1] };
+        word_pair bits = {
+            slot[j / WORDS_PER_SLOT] >> (SLOT_BITS * (j % WORDS_PER_SLOT)),
+            slot[j1 / WORDS_PER_SLOT] >> (SLOT_BITS * (j1 % WORDS_PER_SLOT))
+        };
 
 #pragma GCC unroll 8
-    for (int m = 0; m < DEPOSIT_UNROLLED; m++) {
-        uint64_t low = open & -open;
+        for (int m = 0; m < SLOT_BITS; m++) {
+            word_pair low = o & -o;
 
-        result |= low & -((bits >> m) & 1);
-        open ^= low;
+            w |= low & -((bits >> m) & 1);
+            o ^= low;
+        }
+        words[j] = w[0];
+        open[j] = o[0];
+        words[j1] = w[1];
+        open[j1] = o[1];
+        any |= o;
     }
-    for (int m = DEPOSIT_UNROLLED; open != 0; open &= open - 1, m++)
-        result |= ((bits >> m) & 1) << __builtin_ctzll(open);
-    return result;
+    return any[0] | any[1];
 }
 
-/* One block of n <= WORDS_BLOCK words (see the file comment). */
+/* Give the lanes of words (n) that are open after the slot bits, in the
+ * order (word, lane), the bits of the overflow words of the block, lowest
+ * first. A block has 3.4 such words on average; bit j of a 64-bit flag word
+ * marks them, so that the loop visits only them. */
 static void
-bernoulli_block(pnd_pcg64 *r, const struct words_q *wq, size_t n,
+fill_overflow(pnd_pcg64 *g, const struct words_q *wq, size_t n,
+              const uint64_t *open /* (n) */, uint64_t *words /* (n) */)
+{
+    uint64_t bits = 0, flagged = 0;
+    unsigned used = 64;              /* bits of `bits` given out */
+
+    for (size_t j = 0; j < n; j++)
+        flagged |= (uint64_t) (open[j] != 0) << j;
+    for (; flagged != 0; flagged &= flagged - 1) {
+        size_t j = (size_t) __builtin_ctzll(flagged);
+
+        for (uint64_t o = open[j]; o != 0; o &= o - 1) {
+            if (used == 64) {
+                bits = bernoulli_word_split(g, wq->rest_mantissa,
+                                            wq->rest_exponent, wq->rest_last);
+                used = 0;
+            }
+            words[j] |= ((bits >> used++) & 1) << __builtin_ctzll(o);
+        }
+    }
+}
+
+/* The first n_head digits of the lanes of n words: word j draws them from
+ * r[j % 2], and its lanes below q go to words[j], those equal to q so far
+ * to open[j]. In a function of its own (head_digits below), so that the
+ * generators' states stay in registers. */
+static inline __attribute__((always_inline)) void
+head_digits_inline(pnd_pcg64 *r /* (2) */, const uint64_t *q_digit,
+                   int n_head, size_t n, uint64_t *words /* (n) */,
+                   uint64_t *open /* (n) */)
+{
+    pnd_pcg64 g0 = r[0], g1 = r[1];
+    size_t j = 0;
+
+    /* The first digits of every lane, two words at a time so that the two
+     * generators' chains of multiplications overlap. A branch on a digit
+     * of q goes the same way in every word, so it is predicted; it saves
+     * the instructions of a branch-free compare. */
+    for (; j + 1 < n; j += 2) {
+        uint64_t o0 = ~(uint64_t) 0, o1 = ~(uint64_t) 0;
+        uint64_t w0 = 0, w1 = 0;
+
+        for (int k = 0; k < n_head; k++) {
+            uint64_t u0 = pnd_pcg64dxsm_next_inline(&g0);
+            uint64_t u1 = pnd_pcg64dxsm_next_inline(&g1);
+
+            if (q_digit[k]) {        /* digit 0 of U: below q */
+                w0 |= o0 & ~u0;
+                o0 &= u0;
+                w1 |= o1 & ~u1;
+                o1 &= u1;
+            } else {                 /* digit 1 of U: above q */
+                o0 &= ~u0;
+                o1 &= ~u1;
+            }
+        }
+        words[j] = w0;
+        open[j] = o0;
+        words[j + 1] = w1;
+        open[j + 1] = o1;
+    }
+    if (j < n) {                     /* an odd last word: j is even */
+        uint64_t o0 = ~(uint64_t) 0, w0 = 0;
+
+        for (int k = 0; k < n_head; k++) {
+            uint64_t u0 = pnd_pcg64dxsm_next_inline(&g0);
+
+            if (q_digit[k]) {
+                w0 |= o0 & ~u0;
+                o0 &= u0;
+            } else {
+                o0 &= ~u0;
+            }
+        }
+        words[j] = w0;
+        open[j] = o0;
+    }
+    r[0] = g0;
+    r[1] = g1;
+}
+
+/* head_digits_inline, with the usual count of digits known at compile time
+ * so that its loop over them is unrolled. */
+static __attribute__((noinline)) void
+head_digits(pnd_pcg64 *r /* (2) */, const uint64_t *q_digit, int n_head,
+            size_t n, uint64_t *words /* (n) */, uint64_t *open /* (n) */)
+{
+    if (n_head == WORDS_HEAD_DIGITS)
+        head_digits_inline(r, q_digit, WORDS_HEAD_DIGITS, n, words, open);
+    else
+        head_digits_inline(r, q_digit, n_head, n, words, open);
+}
+
+/* One block of n <= WORDS_BLOCK words (see the file comment): word j takes
+ * its first digits from r[j % 2], the tail words come from r[0]. */
+static void
+bernoulli_block(pnd_pcg64 *r /* (2) */, const struct words_q *wq, size_t n,
                 uint64_t *words /* (n) */)
 {
     uint64_t open[WORDS_BLOCK];      /* (n) lanes equal to q so far */
-    unsigned start[WORDS_BLOCK];     /* (n) first tail bit of each word */
-    uint64_t tail[WORDS_BLOCK + 2];  /* (n_tail + 2) Bernoulli(q_rest) bits */
-    uint64_t q_digit[WORDS_HEAD_DIGITS];
-    pnd_pcg64 g = *r;                /* in registers, not behind r */
-    unsigned n_open = 0, n_tail;
+    uint64_t slot[WORDS_BLOCK / WORDS_PER_SLOT];    /* (n_slot) */
+    uint64_t any_over;               /* an open lane after the slot bits */
+    unsigned n_slot;
 
-    memcpy(q_digit, wq->q_digit, sizeof q_digit);
-    /* The first digits of every lane. A branch on a digit of q goes the
-     * same way in every word, so it is predicted. It saves the instructions
-     * of a branch-free compare, which slowed this loop by about 10%. */
-    for (size_t j = 0; j < n; j++) {
-        uint64_t o = ~(uint64_t) 0, result = 0;
-
-        for (int k = 0; k < WORDS_HEAD_DIGITS; k++) {
-            uint64_t word = pnd_pcg64dxsm_next_inline(&g);
-
-            if (q_digit[k]) {        /* digit 0 of U: below q */
-                result |= o & ~word;
-                o &= word;
-            } else {                 /* digit 1 of U: above q */
-                o &= ~word;
-            }
-        }
-        words[j] = result;
-        open[j] = o;
-    }
-    if (wq->rest_mantissa == 0) {
-        *r = g;
+    head_digits(r, wq->q_digit, wq->n_head, n, words, open);
+    if (wq->rest_mantissa == 0)
         return;    /* open lanes against q_rest = 0 are above q */
-    }
 
-    /* One Bernoulli(q_rest) bit per open lane, in the order (word, lane).
-     * Word j takes tail bits from start[j], the number of open lanes in the
-     * words before it. The ceil(n_open / 64) tail words are drawn right
-     * after the first digits, as in the file comment. */
-    for (size_t j = 0; j < n; j++) {
-        start[j] = n_open;
-        n_open += bit_count(open[j]);
-    }
-    n_tail = (n_open + 63) / 64;
-    for (unsigned i = 0; i < n_tail; i++)
-        tail[i] = bernoulli_word_split(&g, wq->rest_mantissa,
+    /* One Bernoulli(q_rest) bit per open lane. Word j's first SLOT_BITS
+     * open lanes take bits SLOT_BITS (j % WORDS_PER_SLOT) onwards of slot
+     * word j / WORDS_PER_SLOT; the lanes after them, in the order (word,
+     * lane), take the bits of the overflow words, lowest first. */
+    n_slot = (n + WORDS_PER_SLOT - 1) / WORDS_PER_SLOT;
+    for (unsigned i = 0; i < n_slot; i++)
+        slot[i] = bernoulli_word_split(&r[0], wq->rest_mantissa,
                                        wq->rest_exponent, wq->rest_last);
-    /* A word after the last open lane may read up to tail[n_tail + 1]. */
-    tail[n_tail] = 0;
-    tail[n_tail + 1] = 0;
-    for (size_t j = 0; j < n; j++) {
-        unsigned i = start[j] / 64, s = start[j] % 64;
-        /* Tail bits start[j] to start[j] + 63; the two shifts keep the
-         * shift count below 64 when s = 0. */
-        uint64_t bits = (tail[i] >> s) | ((tail[i + 1] << 1) << (63 - s));
-
-        words[j] |= deposit_bits(bits, open[j]);
-    }
-    *r = g;
+    any_over = fill_slots(n, slot, open, words);
+    if (any_over != 0)
+        fill_overflow(&r[0], wq, n, open, words);
 }
 
 void
-pnd_rng_bernoulli_words(pnd_pcg64 *r, double q, size_t n_words,
+pnd_rng_bernoulli_words(pnd_pcg64 *r /* (2) */, double q, size_t n_words,
                         uint64_t *words)
 {
     struct words_q wq;
@@ -269,6 +343,10 @@ pnd_rng_bernoulli_words(pnd_pcg64 *r, double q, size_t n_words,
     split_double(q, &mantissa, &exponent);
     for (int k = 0; k < WORDS_HEAD_DIGITS; k++)
         wq.q_digit[k] = digit_mask(mantissa, exponent, k + 1);
+    /* q's last digit 1 is digit 53 - exponent - ctz(mantissa). */
+    wq.n_head = 53 - exponent - __builtin_ctzll(mantissa);
+    if (wq.n_head > WORDS_HEAD_DIGITS)
+        wq.n_head = WORDS_HEAD_DIGITS;
     /* The digits of q after the first WORDS_HEAD_DIGITS, exactly: scaling
      * by a power of 2 and removing the integer part round nothing. */
     q_rest = ldexp(q, WORDS_HEAD_DIGITS);
@@ -288,42 +366,46 @@ pnd_rng_bernoulli_words(pnd_pcg64 *r, double q, size_t n_words,
 }
 
 void
-pnd_rng_bernoulli_words_ref(pnd_pcg64 *r, double q, size_t n_words,
+pnd_rng_bernoulli_words_ref(pnd_pcg64 *r /* (2) */, double q, size_t n_words,
                             uint64_t *words)
 {
     unsigned char q_digit[WORDS_HEAD_DIGITS];
     size_t open_word[WORDS_BLOCK * 64], open_lane[WORDS_BLOCK * 64];
+    uint64_t overflow = 0;
     double rest = q;
+    int n_head = 0;
 
     if (!(q > 0.0) || q >= 1.0) {
         for (size_t j = 0; j < n_words; j++)
             words[j] = q >= 1.0 ? ~(uint64_t) 0 : 0;
         return;
     }
-    /* First digits of q by doubling; rest is then q_rest. */
-    for (int k = 0; k < WORDS_HEAD_DIGITS; k++) {
+    /* First digits of q by doubling, up to its last digit 1; rest is then
+     * q_rest. */
+    while (n_head < WORDS_HEAD_DIGITS && rest > 0.0) {
         rest *= 2.0;
-        q_digit[k] = rest >= 1.0;
-        rest -= q_digit[k];
+        q_digit[n_head] = rest >= 1.0;
+        rest -= q_digit[n_head];
+        n_head++;
     }
 
     for (size_t j0 = 0; j0 < n_words; j0 += WORDS_BLOCK) {
         size_t n = n_words - j0 < WORDS_BLOCK ? n_words - j0 : WORDS_BLOCK;
         size_t n_open = 0;
+        uint64_t slot[WORDS_BLOCK / WORDS_PER_SLOT];
 
         for (size_t j = j0; j < j0 + n; j++) {
             uint64_t digits[WORDS_HEAD_DIGITS];
 
-            for (int k = 0; k < WORDS_HEAD_DIGITS; k++)
-                digits[k] = pnd_pcg64dxsm_next_inline(r);
+            for (int k = 0; k < n_head; k++)
+                digits[k] = pnd_pcg64dxsm_next_inline(&r[j % 2]);
             words[j] = 0;
             for (int lane = 0; lane < 64; lane++) {
                 int k = 0;
 
-                while (k < WORDS_HEAD_DIGITS
-                       && ((digits[k] >> lane) & 1) == q_digit[k])
+                while (k < n_head && ((digits[k] >> lane) & 1) == q_digit[k])
                     k++;
-                if (k == WORDS_HEAD_DIGITS) {
+                if (k == n_head) {
                     open_word[n_open] = j;
                     open_lane[n_open++] = (size_t) lane;
                 } else if (q_digit[k]) {
@@ -333,12 +415,28 @@ pnd_rng_bernoulli_words_ref(pnd_pcg64 *r, double q, size_t n_words,
         }
         if (rest == 0.0)
             continue;
-        for (size_t i = 0; i < n_open; i += 64) {
-            uint64_t tail = pnd_rng_bernoulli_word_ref(r, rest);
+        for (size_t i = 0; i < (n + WORDS_PER_SLOT - 1) / WORDS_PER_SLOT; i++)
+            slot[i] = pnd_rng_bernoulli_word_ref(&r[0], rest);
+        /* The m-th open lane of word j (m from 0) takes bit
+         * SLOT_BITS (j % WORDS_PER_SLOT) + m of its slot word while
+         * m < SLOT_BITS, and the next overflow bit after that. */
+        for (size_t i = 0, m = 0, used = 64; i < n_open; i++) {
+            size_t j = open_word[i];
+            uint64_t bit;
 
-            for (size_t b = 0; b < 64 && i + b < n_open; b++)
-                words[open_word[i + b]] |=
-                    ((tail >> b) & 1) << open_lane[i + b];
+            m = i > 0 && open_word[i - 1] == j ? m + 1 : 0;
+            if (m < SLOT_BITS) {
+                size_t b = (j - j0) % WORDS_PER_SLOT * SLOT_BITS + m;
+
+                bit = (slot[(j - j0) / WORDS_PER_SLOT] >> b) & 1;
+            } else {
+                if (used == 64) {
+                    overflow = pnd_rng_bernoulli_word_ref(&r[0], rest);
+                    used = 0;
+                }
+                bit = (overflow >> used++) & 1;
+            }
+            words[j] |= bit << open_lane[i];
         }
     }
 }

@@ -301,6 +301,11 @@ bench_sim(int argc, char **argv)
     code = bench_sim_parse(argc, argv, &o);
     if (code != 0)
         return code;
+#ifdef PND_HAVE_OPENBLAS
+    /* The draws run in parallel over OpenMP threads; BLAS threads of their
+     * own would only compete with them, as they do not in the peer. */
+    openblas_set_num_threads(1);
+#endif
 
     pnd_synth_spec_init(&spec);
     spec.model = PND_MODEL_READOUT;

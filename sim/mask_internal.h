@@ -27,6 +27,24 @@ double pnd_mask_dot_bits(size_t d, const double *w /* (d) */,
                          const double *x /* (d) */,
                          const uint64_t *bits /* (ceil(d / 64)) */);
 
+/* sums[u] = pnd_mask_dot_bits(d, W + u d, x, bits + u nw) for u < h. */
+void pnd_mask_dot_bits_rows(size_t h, size_t d, const double *W /* (h, d) */,
+                            const double *x /* (d) */,
+                            const uint64_t *bits /* (h, nw) */, size_t nw,
+                            double *sums /* (h) */);
+
+/* sums[u] = sum over kept i of p[u d + i], with the products
+ * p[u d + i] = W[u d + i] * x[i] formed beforehand: the same bits as
+ * pnd_mask_dot_bits_rows(h, d, W, x, bits, nw, sums). */
+void pnd_mask_sum_bits_rows(size_t h, size_t d, const double *p /* (h, d) */,
+                            const uint64_t *bits /* (h, nw) */, size_t nw,
+                            double *sums /* (h) */);
+
+/* p[u d + i] = W[u d + i] * x[i] for u < h, i < d: the products of every
+ * row of W with one input, as pnd_mask_sum_bits_rows takes them. */
+void pnd_mask_products(size_t h, size_t d, const double *W /* (h, d) */,
+                       const double *x /* (d) */, double *p /* (h, d) */);
+
 /* y[i] += c * x[i] for every kept i. */
 void pnd_mask_axpy_bits(size_t d, double c, const double *x /* (d) */,
                         const uint64_t *bits /* (ceil(d / 64)) */,

@@ -324,12 +324,20 @@ loss_acc_merge(void *ctx, void *total, const void *acc)
     pnd_moment_acc_merge(total, acc);
 }
 
+/* The network and the data do not change during a run, so the first
+ * layer may keep its products with the data (pnd_net_workspace_fix_input). */
 static void *
 loss_ws_alloc(void *ctx)
 {
     const struct loss_ctx *lc = ctx;
+    struct pnd_net_workspace *w = pnd_net_workspace_alloc(&lc->view->net);
 
-    return pnd_net_workspace_alloc(&lc->view->net);
+    if (w != NULL
+        && pnd_net_workspace_fix_input(w, &lc->view->net, lc->data) != PND_OK) {
+        pnd_net_workspace_free(w);
+        return NULL;
+    }
+    return w;
 }
 
 static void
@@ -504,6 +512,13 @@ cov_ws_alloc(void *ctx)
     ws->z = malloc(h * sizeof *ws->z);
     ws->e = malloc(h * sizeof *ws->e);
     if (ws->mask_w == NULL || ws->z == NULL || ws->e == NULL)
+        goto fail;
+    /* Every draw uses the same weights and clean input. */
+    if (cc->layer->mask.scheme == PND_SCHEME_PERNODEDROP
+        && cc->layer->mask.p > 0.0
+        && pnd_mask_workspace_fix_product(ws->mask_w, h, cc->layer->d_in,
+                                          cc->layer->W, 1, cc->input)
+           != PND_OK)
         goto fail;
     return ws;
 
@@ -757,6 +772,9 @@ grad_ws_alloc(void *ctx)
     ws->w = pnd_net_workspace_alloc(&gc->view->net);
     ws->G = malloc(gc->n_weights * sizeof *ws->G);
     if (ws->w == NULL || ws->G == NULL)
+        goto fail;
+    /* The network and the data do not change during a run. */
+    if (pnd_net_workspace_fix_input(ws->w, &gc->view->net, gc->data) != PND_OK)
         goto fail;
     for (size_t l = 0; l < gc->view->net.n_layers; l++)
         ws->dW[l] = ws->G + gc->offset[l];

@@ -342,6 +342,21 @@ pnd_net_workspace_free(struct pnd_net_workspace *w)
     free(w);
 }
 
+int
+pnd_net_workspace_fix_input(struct pnd_net_workspace *w,
+                            const struct pnd_net *net,
+                            const struct pnd_data *data)
+{
+    const struct pnd_layer *first = &net->layers[0];
+
+    if (first->mask.scheme != PND_SCHEME_PERNODEDROP || first->mask.p == 0.0
+        || data->d != first->d_in)
+        return PND_OK;
+    return pnd_mask_workspace_fix_product(w->mask_w[0], first->d_out,
+                                          first->d_in, first->W, data->n,
+                                          data->X);
+}
+
 /* --- forward and backward ----------------------------------------------- */
 
 static double
@@ -413,13 +428,35 @@ readout(const struct pnd_net *net, const double *h_last, double *y /* (n_out) */
 {
     size_t c = net->n_out;
     size_t h = net->layers[net->n_layers - 1].d_out;
+    const double *e = net->e;    /* (n_out) or NULL */
+    size_t r = 0;
 
     if (net->V == NULL) {
         memcpy(y, h_last, c * sizeof *y);
         return;
     }
-    for (size_t r = 0; r < c; r++) {
-        double sum = net->e != NULL ? net->e[r] : 0.0;
+    /* Four rows at a time, so that four independent sums advance together
+     * instead of one add waiting for the last. Each row still adds its
+     * terms in the order u = 0..h-1, so the result has the same bits. */
+    for (; r + 4 <= c; r += 4) {
+        const double *v0 = net->V + r * h, *v1 = v0 + h, *v2 = v1 + h;
+        const double *v3 = v2 + h;
+        double s0 = e != NULL ? e[r] : 0.0, s1 = e != NULL ? e[r + 1] : 0.0;
+        double s2 = e != NULL ? e[r + 2] : 0.0, s3 = e != NULL ? e[r + 3] : 0.0;
+
+        for (size_t u = 0; u < h; u++) {
+            s0 += v0[u] * h_last[u];
+            s1 += v1[u] * h_last[u];
+            s2 += v2[u] * h_last[u];
+            s3 += v3[u] * h_last[u];
+        }
+        y[r] = s0;
+        y[r + 1] = s1;
+        y[r + 2] = s2;
+        y[r + 3] = s3;
+    }
+    for (; r < c; r++) {
+        double sum = e != NULL ? e[r] : 0.0;
 
         for (size_t u = 0; u < h; u++)
             sum += net->V[r * h + u] * h_last[u];

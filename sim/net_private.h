@@ -23,4 +23,12 @@ struct pnd_net_workspace {
 const double *pnd_net_output_clean(const struct pnd_net *net, const double *x,
                                    struct pnd_net_workspace *w);
 
+/* Promise that the first layer's weights and the inputs data->X stay
+ * unchanged while w is used, so that a pernodedrop first layer sums cached
+ * products (pnd_mask_workspace_fix_product). For runs over mask draws of a
+ * network and data set that do not change, as in sim/mc.c. */
+int pnd_net_workspace_fix_input(struct pnd_net_workspace *w,
+                                const struct pnd_net *net,
+                                const struct pnd_data *data);
+
 #endif

@@ -227,9 +227,18 @@ START_TEST(test_mask_draw_order)
 
         ck_assert_int_eq(pnd_mask_values(&spec, &key, h, d, M), PND_OK);
         pnd_rng_derive(&r, key.seed, coords, n_coords);
-        /* pernodedrop: all h nw words of the sample from one call. */
-        if (s == PND_SCHEME_PERNODEDROP)
-            pnd_rng_bernoulli_words(&r, 1.0 - p, h * nw, sample_words);
+        /* pernodedrop: all h nw words of the sample from one call, on two
+         * generators whose tuples append 0 and 1. */
+        if (s == PND_SCHEME_PERNODEDROP) {
+            uint64_t pair_coords[5] = { coords[0], coords[1], coords[2],
+                                        coords[3], 0 };
+            pnd_pcg64 pair[2];
+
+            pnd_rng_derive(&pair[0], key.seed, pair_coords, 5);
+            pair_coords[4] = 1;
+            pnd_rng_derive(&pair[1], key.seed, pair_coords, 5);
+            pnd_rng_bernoulli_words(pair, 1.0 - p, h * nw, sample_words);
+        }
         for (size_t u = 0; u < (per_connection ? h : 1); u++) {
             if (pnd_scheme_gaussian(s)) {
                 for (size_t i = 0; i < d; i++)
@@ -788,6 +797,274 @@ START_TEST(test_mask_gradient_finite_differences)
 }
 END_TEST
 
+/* --- product cache -------------------------------------------------------- */
+
+/* Lengths d around the group of 4, the block of 16 and the word of 64. */
+static const size_t product_lengths[] = {
+    1, 3, 4, 5, 15, 16, 17, 37, 63, 64, 65, 70, 127, 130, 255, 256, 257,
+};
+#define N_PRODUCT_LENGTHS (sizeof product_lengths / sizeof product_lengths[0])
+
+/* Shapes (n, h, d) of the cached forward pass, d not a multiple of 4, 16
+ * or 64 among them. */
+static const size_t product_shapes[][3] = {
+    { 1, 5, 70 }, { 2, 4, 37 }, { 3, 3, 19 }, { 1, 7, 64 }, { 2, 6, 130 },
+    { 1, 2, 256 }, { 35, 2, 5 },
+};
+#define N_PRODUCT_SHAPES (sizeof product_shapes / sizeof product_shapes[0])
+
+/* The sums of cached products over all rows are the masked dot products
+ * of the rows, bit for bit, for all-kept, all-dropped and random keep
+ * bits, and so are the dot products over all rows in one call. */
+START_TEST(test_mask_sum_bits_matches_dot)
+{
+    size_t h = 3;
+    pnd_pcg64 r;
+    uint64_t coord = 7;
+
+    pnd_rng_derive(&r, TEST_SEED, &coord, 1);
+    for (size_t c = 0; c < N_PRODUCT_LENGTHS; c++) {
+        size_t d = product_lengths[c], nw = (d + 63) / 64;
+        double *W = malloc(h * d * sizeof *W);         /* (h, d) */
+        double *x = malloc(d * sizeof *x);             /* (d) */
+        double *p = malloc(h * d * sizeof *p);         /* (h, d) */
+        uint64_t *bits = malloc(h * nw * sizeof *bits);  /* (h, nw) */
+        double sums[3], dots[3];                       /* (h) */
+
+        ck_assert(W && x && p && bits);
+        fill_uniform(&r, W, h * d);
+        fill_uniform(&r, x, d);
+        for (size_t i = 0; i < d; i += 5)
+            x[i] = i % 2 ? -0.0 : 0.0;    /* zeros of both signs */
+        pnd_mask_products(h, d, W, x, p);
+        for (int pattern = 0; pattern < 4; pattern++) {
+            for (size_t j = 0; j < h * nw; j++)
+                bits[j] = pattern == 0 ? ~UINT64_C(0)
+                          : pattern == 1 ? 0
+                          : pnd_rng_bernoulli_word(&r, 0.7);
+            pnd_mask_sum_bits_rows(h, d, p, bits, nw, sums);
+            pnd_mask_dot_bits_rows(h, d, W, x, bits, nw, dots);
+            for (size_t u = 0; u < h; u++) {
+                double dot = pnd_mask_dot_bits(d, W + u * d, x,
+                                               bits + u * nw);
+
+                ck_assert_msg(memcmp(&dot, &sums[u], sizeof dot) == 0,
+                              "d = %zu, pattern %d, row %zu: sum %.17g, "
+                              "dot %.17g", d, pattern, u, sums[u], dot);
+                ck_assert_msg(memcmp(&dot, &dots[u], sizeof dot) == 0,
+                              "d = %zu, pattern %d, row %zu: rows %.17g, "
+                              "dot %.17g", d, pattern, u, dots[u], dot);
+            }
+        }
+        free(W);
+        free(x);
+        free(p);
+        free(bits);
+    }
+}
+END_TEST
+
+/* Z of a pernodedrop forward pass with a fresh workspace, which has no
+ * product cache. */
+static void
+forward_plain(const struct pnd_mask_spec *spec,
+              const struct pnd_mask_key *key, size_t n, size_t h, size_t d,
+              const double *W, const double *b, const double *X, double *Z)
+{
+    struct pnd_mask_workspace *w = pnd_mask_workspace_alloc(h, d);
+
+    ck_assert_ptr_nonnull(w);
+    ck_assert_int_eq(pnd_layer_forward(spec, key, n, h, d, W, b, X, Z, w),
+                     PND_OK);
+    pnd_mask_workspace_free(w);
+}
+
+/* With the product cache, the forward pass gives the bits of the pass
+ * without it, for whole batches and for single rows. Of the steps, the
+ * first fills the cache and the others read it. The reference kernel
+ * agrees to rounding. */
+START_TEST(test_mask_product_cache_matches)
+{
+    struct pnd_mask_spec spec = { PND_SCHEME_PERNODEDROP, TEST_P, NULL };
+
+    for (size_t c = 0; c < N_PRODUCT_SHAPES; c++) {
+        size_t n = product_shapes[c][0], h = product_shapes[c][1];
+        size_t d = product_shapes[c][2];
+        struct layer L = layer_make(n, h, d, 1500 + c);
+        double *Zplain = malloc(n * h * sizeof *Zplain);   /* (n, h) */
+        double *Zref = malloc(n * h * sizeof *Zref);       /* (n, h) */
+        double *M = malloc(h * d * sizeof *M);             /* (h, d) */
+
+        ck_assert(Zplain && Zref && M);
+        ck_assert_int_eq(pnd_mask_workspace_fix_product(L.w, h, d, L.W, n,
+                                                        L.X), PND_OK);
+        for (uint64_t step = 0; step < 3; step++) {
+            struct pnd_mask_key key = test_key();
+
+            key.step = step;
+            ck_assert_int_eq(pnd_layer_forward(&spec, &key, n, h, d, L.W,
+                                               L.b, L.X, L.Z, L.w), PND_OK);
+            forward_plain(&spec, &key, n, h, d, L.W, L.b, L.X, Zplain);
+            ck_assert_msg(memcmp(L.Z, Zplain, n * h * sizeof *Zplain) == 0,
+                          "shape %zu step %llu: batch differs", c,
+                          (unsigned long long) step);
+            ck_assert_int_eq(pnd_layer_forward_reference(&spec, &key, n, h,
+                                                         d, L.W, L.b, L.X,
+                                                         Zref), PND_OK);
+            for (size_t k = 0; k < n; k++) {
+                struct pnd_mask_key kk = key;
+
+                kk.sample = key.sample + k;
+                ck_assert_int_eq(pnd_mask_values(&spec, &kk, h, d, M),
+                                 PND_OK);
+                for (size_t u = 0; u < h; u++)
+                    ck_assert_double_eq_tol(L.Z[k * h + u], Zref[k * h + u],
+                                            SUM_ORDER_TOL
+                                            * abs_term_sum(&L, k, u, M));
+                /* One row at a time, as the simulator calls it. */
+                ck_assert_int_eq(pnd_layer_forward(&spec, &kk, 1, h, d, L.W,
+                                                   L.b, L.X + k * d, L.Z,
+                                                   L.w), PND_OK);
+                ck_assert_msg(memcmp(L.Z, Zplain + k * h,
+                                     h * sizeof *Zplain) == 0,
+                              "shape %zu step %llu: row %zu differs", c,
+                              (unsigned long long) step, k);
+            }
+        }
+        free(M);
+        free(Zref);
+        free(Zplain);
+        layer_free(&L);
+    }
+}
+END_TEST
+
+/* Assert that the pass on row x with the cached workspace L->w and the
+ * pass without a cache give the same bits. */
+static void
+assert_cached_is_plain(const struct pnd_mask_spec *spec,
+                       const struct pnd_mask_key *key, struct layer *L,
+                       const double *W, const double *x, const char *what)
+{
+    double *Zplain = malloc(L->h * sizeof *Zplain);   /* (h) */
+
+    ck_assert_ptr_nonnull(Zplain);
+    ck_assert_int_eq(pnd_layer_forward(spec, key, 1, L->h, L->d, W, L->b, x,
+                                       L->Z, L->w), PND_OK);
+    forward_plain(spec, key, 1, L->h, L->d, W, L->b, x, Zplain);
+    ck_assert_msg(memcmp(L->Z, Zplain, L->h * sizeof *Zplain) == 0,
+                  "%s: the cached pass differs from the plain one", what);
+    free(Zplain);
+}
+
+/* The cache never serves old products for an input that changed in place,
+ * for an input at another address, for other weights or another shape. A
+ * W changed in place is not detected (the documented promise): the
+ * pass then still gives the old result, which shows that the cache is in
+ * use, and calling pnd_mask_workspace_fix_product again makes it right. */
+START_TEST(test_mask_product_cache_not_stale)
+{
+    size_t n = 2, h = 5, d = 37;
+    struct layer L = layer_make(n, h, d, 1600);
+    struct pnd_mask_spec spec = { PND_SCHEME_PERNODEDROP, TEST_P, NULL };
+    struct pnd_mask_key key = test_key();
+    double *W2 = malloc(h * d * sizeof *W2);       /* (h, d) */
+    double *X2 = malloc(n * d * sizeof *X2);       /* (n, d) */
+    double *Zold = malloc(h * sizeof *Zold);       /* (h) */
+    double *Zplain = malloc(h * sizeof *Zplain);   /* (h) */
+
+    ck_assert(W2 && X2 && Zold && Zplain);
+    ck_assert_int_eq(pnd_mask_workspace_fix_product(L.w, h, d, L.W, n, L.X),
+                     PND_OK);
+    assert_cached_is_plain(&spec, &key, &L, L.W, L.X, "first pass");
+    assert_cached_is_plain(&spec, &key, &L, L.W, L.X + d, "second row");
+
+    /* An input changed in place, then changed back. */
+    L.X[3] += 0.25;
+    assert_cached_is_plain(&spec, &key, &L, L.W, L.X, "changed input");
+    L.X[3] -= 0.25;
+    assert_cached_is_plain(&spec, &key, &L, L.W, L.X, "restored input");
+    L.X[d + 1] = -L.X[d + 1];
+    assert_cached_is_plain(&spec, &key, &L, L.W, L.X + d, "changed row 2");
+
+    /* Another input array, with the same and with other content. */
+    memcpy(X2, L.X, n * d * sizeof *X2);
+    assert_cached_is_plain(&spec, &key, &L, L.W, X2, "copied input");
+    X2[0] = 0.5 * X2[0] + 0.125;
+    assert_cached_is_plain(&spec, &key, &L, L.W, X2, "other input");
+    /* An address inside X that is not the start of a row. */
+    assert_cached_is_plain(&spec, &key, &L, L.W, L.X + 1, "unaligned row");
+
+    /* Other weights, and a smaller layer with the same W pointer. */
+    for (size_t j = 0; j < h * d; j++)
+        W2[j] = 1.5 * L.W[j];
+    assert_cached_is_plain(&spec, &key, &L, W2, L.X, "other weights");
+    L.h = h - 1;
+    assert_cached_is_plain(&spec, &key, &L, L.W, L.X, "smaller h");
+    L.h = h;
+
+    /* W changed in place without telling: the old products are used. */
+    ck_assert_int_eq(pnd_layer_forward(&spec, &key, 1, h, d, L.W, L.b, L.X,
+                                       Zold, L.w), PND_OK);
+    for (size_t j = 0; j < h * d; j++)
+        L.W[j] = -L.W[j];
+    ck_assert_int_eq(pnd_layer_forward(&spec, &key, 1, h, d, L.W, L.b, L.X,
+                                       L.Z, L.w), PND_OK);
+    ck_assert(memcmp(L.Z, Zold, h * sizeof *Zold) == 0);
+    forward_plain(&spec, &key, 1, h, d, L.W, L.b, L.X, Zplain);
+    ck_assert(memcmp(L.Z, Zplain, h * sizeof *Zplain) != 0);
+    /* Promised again, the new W is used. */
+    ck_assert_int_eq(pnd_mask_workspace_fix_product(L.w, h, d, L.W, n, L.X),
+                     PND_OK);
+    assert_cached_is_plain(&spec, &key, &L, L.W, L.X, "promised again");
+    /* The promise ended: no cache. */
+    ck_assert_int_eq(pnd_mask_workspace_fix_product(L.w, h, d, NULL, 0,
+                                                    NULL), PND_OK);
+    for (size_t j = 0; j < h * d; j++)
+        L.W[j] = 0.5 * L.W[j];
+    assert_cached_is_plain(&spec, &key, &L, L.W, L.X, "promise ended");
+
+    free(W2);
+    free(X2);
+    free(Zold);
+    free(Zplain);
+    layer_free(&L);
+}
+END_TEST
+
+/* A batch with more rows than were promised mixes cached rows and plain
+ * ones in one chunk, and every row keeps the plain bits. Rows whose
+ * products exceed 2 MiB (10 rows of 256 KiB) leave the cache off, which
+ * shows as a W changed in place being used at once. */
+START_TEST(test_mask_product_cache_limits)
+{
+    size_t n = 10, h = 64, d = 512;
+    struct layer L = layer_make(n, h, d, 1700);
+    struct pnd_mask_spec spec = { PND_SCHEME_PERNODEDROP, TEST_P, NULL };
+    struct pnd_mask_key key = test_key();
+    double *Zplain = malloc(n * h * sizeof *Zplain);   /* (n, h) */
+
+    ck_assert_ptr_nonnull(Zplain);
+    ck_assert_int_eq(pnd_mask_workspace_fix_product(L.w, h, d, L.W, 3, L.X),
+                     PND_OK);
+    for (int pass = 0; pass < 2; pass++) {
+        ck_assert_int_eq(pnd_layer_forward(&spec, &key, n, h, d, L.W, L.b,
+                                           L.X, L.Z, L.w), PND_OK);
+        forward_plain(&spec, &key, n, h, d, L.W, L.b, L.X, Zplain);
+        ck_assert(memcmp(L.Z, Zplain, n * h * sizeof *Zplain) == 0);
+    }
+
+    ck_assert_int_eq(pnd_mask_workspace_fix_product(L.w, h, d, L.W, n, L.X),
+                     PND_OK);
+    assert_cached_is_plain(&spec, &key, &L, L.W, L.X, "over the limit");
+    for (size_t j = 0; j < h * d; j++)
+        L.W[j] = -L.W[j];
+    assert_cached_is_plain(&spec, &key, &L, L.W, L.X, "cache off");
+    free(Zplain);
+    layer_free(&L);
+}
+END_TEST
+
 /* --- Limits --------------------------------------------------------------- */
 
 START_TEST(test_mask_invalid_p)
@@ -997,6 +1274,30 @@ START_TEST(test_mask_non_finite_input)
 }
 END_TEST
 
+/* pnd_mask_workspace_fix_product rejects a missing workspace, a layer
+ * larger than the workspace and missing inputs. W = NULL or n = 0 ends the
+ * promise. */
+START_TEST(test_mask_fix_product_limits)
+{
+    struct layer L = layer_make(2, 4, 10, 1800);
+
+    ck_assert_int_eq(pnd_mask_workspace_fix_product(NULL, 4, 10, L.W, 2,
+                                                    L.X), PND_EINVAL);
+    ck_assert_int_eq(pnd_mask_workspace_fix_product(L.w, 5, 10, L.W, 2,
+                                                    L.X), PND_EINVAL);
+    ck_assert_ptr_nonnull(strstr(pnd_error_message(), "workspace"));
+    ck_assert_int_eq(pnd_mask_workspace_fix_product(L.w, 4, 11, L.W, 2,
+                                                    L.X), PND_EINVAL);
+    ck_assert_int_eq(pnd_mask_workspace_fix_product(L.w, 4, 10, L.W, 2,
+                                                    NULL), PND_EINVAL);
+    ck_assert_int_eq(pnd_mask_workspace_fix_product(L.w, 4, 10, NULL, 2,
+                                                    L.X), PND_OK);
+    ck_assert_int_eq(pnd_mask_workspace_fix_product(L.w, 4, 10, L.W, 0,
+                                                    L.X), PND_OK);
+    layer_free(&L);
+}
+END_TEST
+
 /* pnd_mask_bench runs one call with min_seconds = 0 and rejects empty
  * shapes; its speed is measured by pnd bench, not here. */
 START_TEST(test_mask_bench_arguments)
@@ -1039,6 +1340,10 @@ pnd_mask_suite(void)
     tcase_add_test(core, test_mask_p_zero_is_unmasked);
     tcase_add_test(core, test_mask_fixed_across_steps);
     tcase_add_test(core, test_mask_gradient_finite_differences);
+    tcase_add_test(core, test_mask_sum_bits_matches_dot);
+    tcase_add_test(core, test_mask_product_cache_matches);
+    tcase_add_test(core, test_mask_product_cache_not_stale);
+    tcase_add_test(core, test_mask_product_cache_limits);
     suite_add_tcase(s, core);
 
     tcase_add_test(limits, test_mask_invalid_p);
@@ -1049,6 +1354,7 @@ pnd_mask_suite(void)
     tcase_add_test(limits, test_mask_workspace_reserve_limits);
     tcase_add_test(limits, test_mask_non_finite_input);
     tcase_add_test(limits, test_mask_bench_arguments);
+    tcase_add_test(limits, test_mask_fix_product_limits);
     suite_add_tcase(s, limits);
     return s;
 }

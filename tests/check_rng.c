@@ -530,10 +530,11 @@ END_TEST
  * blocks of 64 and a part of one. */
 #define WORDS_PER_CALL 200
 
-/* n words of Bernoulli(q) bits from r, one call each (many = false) or
- * WORDS_PER_CALL per call of pnd_rng_bernoulli_words (many = true). */
+/* n words of Bernoulli(q) bits, one call each from r[0] (many = false) or
+ * WORDS_PER_CALL per call of pnd_rng_bernoulli_words from r[0] and r[1]
+ * (many = true). */
 static void
-bernoulli_fill(pnd_pcg64 *r, double q, bool many, size_t n,
+bernoulli_fill(pnd_pcg64 *r /* (2) */, double q, bool many, size_t n,
                uint64_t *words /* (n) */)
 {
     for (size_t i = 0; i < n; i += many ? WORDS_PER_CALL : 1) {
@@ -542,7 +543,7 @@ bernoulli_fill(pnd_pcg64 *r, double q, bool many, size_t n,
         if (many)
             pnd_rng_bernoulli_words(r, q, m, words + i);
         else
-            words[i] = pnd_rng_bernoulli_word(r, q);
+            words[i] = pnd_rng_bernoulli_word(&r[0], q);
     }
 }
 
@@ -561,10 +562,11 @@ START_TEST(test_bernoulli_lane_frequency)
         bool many = t % 2;
         double q = q_values[t / 2], total = 0;
         unsigned long lane_count[64] = {0};
-        pnd_pcg64 r;
+        pnd_pcg64 r[2];
 
-        pnd_pcg64dxsm_init(&r, 100 + t, 3);
-        bernoulli_fill(&r, q, many, (size_t) n_words, words);
+        pnd_pcg64dxsm_init(&r[0], 100 + t, 3);
+        pnd_pcg64dxsm_init(&r[1], 100 + t, 4);
+        bernoulli_fill(r, q, many, (size_t) n_words, words);
         for (int i = 0; i < n_words; i++) {
             uint64_t w = words[i];
 
@@ -610,11 +612,12 @@ check_lane_pairs(bool many)
     const int n_words = 20000;
     uint64_t *words = malloc(n_words * sizeof *words);    /* (n_words) */
     double worst = 0;
-    pnd_pcg64 r;
+    pnd_pcg64 r[2];
 
     ck_assert_ptr_nonnull(words);
-    pnd_pcg64dxsm_init(&r, 77, 78);
-    bernoulli_fill(&r, q, many, (size_t) n_words, words);
+    pnd_pcg64dxsm_init(&r[0], 77, 78);
+    pnd_pcg64dxsm_init(&r[1], 77, 79);
+    bernoulli_fill(r, q, many, (size_t) n_words, words);
     for (int next = 0; next <= (int) many; next++)
         for (int a = 0; a < 64; a++)
             for (int b = next ? 0 : a + 1; b < 64; b++) {
@@ -680,20 +683,63 @@ START_TEST(test_bernoulli_words_match_reference)
     for (size_t t = 0; t < sizeof qs / sizeof qs[0]; t++) {
         for (size_t c = 0; c < sizeof counts / sizeof counts[0]; c++) {
             size_t n = counts[c];
-            pnd_pcg64 fast, ref;
+            pnd_pcg64 fast[2], ref[2];
 
-            pnd_pcg64dxsm_init(&fast, 700 + t, 11 + c);
-            ref = fast;
-            pnd_rng_bernoulli_words(&fast, qs[t], n, words);
-            pnd_rng_bernoulli_words_ref(&ref, qs[t], n, expected);
+            pnd_pcg64dxsm_init(&fast[0], 700 + t, 11 + c);
+            pnd_pcg64dxsm_init(&fast[1], 800 + t, 11 + c);
+            ref[0] = fast[0];
+            ref[1] = fast[1];
+            pnd_rng_bernoulli_words(fast, qs[t], n, words);
+            pnd_rng_bernoulli_words_ref(ref, qs[t], n, expected);
             for (size_t i = 0; i < n; i++)
                 ck_assert_msg(words[i] == expected[i],
                               "q = %.17g, %zu words: word %zu differs",
                               qs[t], n, i);
-            ck_assert_msg(fast.state == ref.state,
-                          "q = %.17g, %zu words: different number of "
-                          "outputs", qs[t], n);
+            for (int g = 0; g < 2; g++)
+                ck_assert_msg(fast[g].state == ref[g].state,
+                              "q = %.17g, %zu words: different number of "
+                              "outputs of generator %d", qs[t], n, g);
         }
+    }
+}
+END_TEST
+
+/* Outputs that r advanced from start, counted by stepping a copy (at most
+ * limit steps; limit + 1 means "more"). */
+static int
+outputs_drawn(pnd_pcg64 start, const pnd_pcg64 *r, int limit)
+{
+    int steps = 0;
+
+    while (start.state != r->state && steps <= limit) {
+        pnd_pcg64dxsm_step(&start);
+        steps++;
+    }
+    return steps;
+}
+
+/* When q ends after m <= 5 binary digits, the many-word sampler compares
+ * only those m digits and draws nothing else: exactly m outputs per word,
+ * word j from generator j % 2. 101 words: 51 from r[0], 50 from r[1]. */
+START_TEST(test_bernoulli_words_short_q)
+{
+    static const struct { double q; int m; } cases[] = {
+        { 0.5, 1 }, { 0.75, 2 }, { 0.625, 3 }, { 21.0 / 32.0, 5 },
+    };
+    uint64_t words[101];
+
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        pnd_pcg64 r[2], start[2];
+
+        pnd_pcg64dxsm_init(&r[0], 40 + t, 1);
+        pnd_pcg64dxsm_init(&r[1], 40 + t, 2);
+        start[0] = r[0];
+        start[1] = r[1];
+        pnd_rng_bernoulli_words(r, cases[t].q, 101, words);
+        ck_assert_int_eq(outputs_drawn(start[0], &r[0], 1000),
+                         51 * cases[t].m);
+        ck_assert_int_eq(outputs_drawn(start[1], &r[1], 1000),
+                         50 * cases[t].m);
     }
 }
 END_TEST
@@ -1060,6 +1106,7 @@ pnd_rng_suite(void)
     tcase_add_test(core, test_bernoulli_matches_reference);
     tcase_add_test(core, test_bernoulli_words_match_reference);
     tcase_add_test(core, test_bernoulli_words_per_call);
+    tcase_add_test(core, test_bernoulli_words_short_q);
     tcase_add_test(core, test_normal_moments);
     tcase_add_test(core, test_normal_chisq_bins);
     tcase_add_test(core, test_normal_ks);

@@ -578,6 +578,154 @@ START_TEST(test_threads_identical)
 }
 END_TEST
 
+/* A pernodedrop network of the given model with n_layers layers of widths
+ * 6, 5, ... and n samples of dimension d. */
+static void
+make_pernodedrop_net(enum pnd_model model, size_t d, size_t n_layers, size_t n,
+                     struct pnd_net **net, struct pnd_data **data)
+{
+    struct pnd_synth_spec spec;
+
+    pnd_synth_spec_init(&spec);
+    spec.model = model;
+    spec.n_layers = n_layers;
+    spec.d = d;
+    for (size_t l = 0; l < n_layers; l++)
+        spec.h[l] = 6 - l;
+    spec.c = 2;
+    spec.n = n;
+    spec.seed = 11;
+    ck_assert_int_eq(pnd_net_synth(&spec, net, data), PND_OK);
+    ck_assert_int_eq(pnd_net_set_scheme(*net, PND_SCHEME_PERNODEDROP, 0.2,
+                                        TEST_SEED), PND_OK);
+}
+
+/* pnd_mc_loss keeps the products of the first layer with the data
+ * (pnd_net_workspace_fix_input). Its estimate must have the bits of the
+ * same draws computed one by one through pnd_net_loss_sample on a
+ * workspace without that cache. The draws fit in one chunk, so both add
+ * them in the same order. */
+static void
+check_loss_matches_uncached(enum pnd_model model, size_t d, size_t n_layers,
+                            size_t n)
+{
+    struct pnd_net *net;
+    struct pnd_data *data;
+    struct pnd_net_workspace *w;
+    struct pnd_mc_options opt;
+    struct pnd_estimate mc, plain;
+    struct pnd_moment_acc acc;
+    uint64_t draws = 300;
+
+    make_pernodedrop_net(model, d, n_layers, n, &net, &data);
+    mc_options(&opt, draws, TEST_SEED);
+    opt.threads = 1;
+    ck_assert_int_eq(pnd_mc_loss(net, data, PND_BATCH_OWN, &opt, &mc), PND_OK);
+
+    w = pnd_net_workspace_alloc(net);
+    ck_assert_ptr_nonnull(w);
+    pnd_moment_acc_init(&acc);
+    for (uint64_t j = 0; j < draws; j++) {
+        double sum = 0.0;
+
+        for (size_t k = 0; k < data->n; k++) {
+            struct pnd_mask_key key = {
+                .seed = TEST_SEED, .layer = 0, .step = j, .sample = k
+            };
+            double loss;
+
+            ck_assert_int_eq(pnd_net_loss_sample(net, data, k, &key, w, &loss),
+                             PND_OK);
+            sum += loss;
+        }
+        pnd_moment_acc_add(&acc, sum / (double) data->n);
+    }
+    ck_assert_int_eq(pnd_moment_acc_estimate(&acc, &plain), PND_OK);
+    ck_assert_msg(memcmp(&mc.mean, &plain.mean, sizeof mc.mean) == 0
+                  && memcmp(&mc.var, &plain.var, sizeof mc.var) == 0,
+                  "model %d: cached mean %.17g var %.17g, uncached %.17g %.17g",
+                  (int) model, mc.mean, mc.var, plain.mean, plain.var);
+    pnd_net_workspace_free(w);
+    pnd_net_free(net);
+    pnd_data_free(data);
+}
+
+START_TEST(test_loss_product_cache)
+{
+    check_loss_matches_uncached(PND_MODEL_READOUT, 37, 1, 1);
+    check_loss_matches_uncached(PND_MODEL_READOUT, 64, 1, 3);
+    check_loss_matches_uncached(PND_MODEL_MLP, 19, 2, 2);
+}
+END_TEST
+
+/* pnd_mc_preact_cov keeps the products of the layer with its clean input.
+ * The trace of its covariance must have the bits of the same draws made
+ * through pnd_layer_forward on a workspace without that cache. */
+static void
+check_cov_matches_uncached(enum pnd_model model, size_t d, size_t layer)
+{
+    struct pnd_net *net;
+    struct pnd_data *data;
+    struct pnd_net_workspace *w;
+    struct pnd_mask_workspace *mask_w;
+    struct pnd_mc_options opt;
+    struct pnd_cov_estimate *cov;
+    struct pnd_estimate plain;
+    struct pnd_moment_acc acc;
+    const struct pnd_layer *L;
+    const double *input, *mu;
+    double *z;
+    size_t k = 1, h;
+    uint64_t draws = 300;
+
+    make_pernodedrop_net(model, d, layer + 1, 2, &net, &data);
+    L = &net->layers[layer];
+    h = L->d_out;
+    mc_options(&opt, draws, TEST_SEED);
+    opt.threads = 1;
+    cov = pnd_cov_estimate_alloc(h);
+    ck_assert_ptr_nonnull(cov);
+    ck_assert_int_eq(pnd_mc_preact_cov(net, data, k, layer, &opt, cov), PND_OK);
+
+    w = pnd_net_workspace_alloc(net);
+    mask_w = pnd_mask_workspace_alloc(h, L->d_in);
+    z = malloc(h * sizeof *z);
+    ck_assert(w && mask_w && z);
+    ck_assert_int_eq(pnd_net_clean_layer(net, data, k, layer, w, &input, &mu),
+                     PND_OK);
+    pnd_moment_acc_init(&acc);
+    for (uint64_t j = 0; j < draws; j++) {
+        struct pnd_mask_key key = {
+            .seed = TEST_SEED, .layer = layer, .step = j, .sample = k
+        };
+        double trace = 0.0;
+
+        ck_assert_int_eq(pnd_layer_forward(&L->mask, &key, 1, h, L->d_in, L->W,
+                                           L->b, input, z, mask_w), PND_OK);
+        for (size_t u = 0; u < h; u++)
+            trace += (z[u] - mu[u]) * (z[u] - mu[u]);
+        pnd_moment_acc_add(&acc, trace);
+    }
+    ck_assert_int_eq(pnd_moment_acc_estimate(&acc, &plain), PND_OK);
+    ck_assert_msg(memcmp(&cov->trace.mean, &plain.mean, sizeof plain.mean) == 0
+                  && memcmp(&cov->trace.var, &plain.var, sizeof plain.var) == 0,
+                  "layer %zu: cached trace mean %.17g, uncached %.17g", layer,
+                  cov->trace.mean, plain.mean);
+    free(z);
+    pnd_mask_workspace_free(mask_w);
+    pnd_net_workspace_free(w);
+    pnd_cov_estimate_free(cov);
+    pnd_net_free(net);
+    pnd_data_free(data);
+}
+
+START_TEST(test_cov_product_cache)
+{
+    check_cov_matches_uncached(PND_MODEL_READOUT, 37, 0);
+    check_cov_matches_uncached(PND_MODEL_MLP, 19, 1);
+}
+END_TEST
+
 START_TEST(test_chunk_size)
 {
     struct pnd_net *net;
@@ -966,6 +1114,8 @@ pnd_sim_suite(void)
     tcase_add_test(core, test_interval_coverage);
     tcase_add_test(core, test_preact_cov);
     tcase_add_test(core, test_grad_finite_difference);
+    tcase_add_test(core, test_loss_product_cache);
+    tcase_add_test(core, test_cov_product_cache);
     tcase_add_test(core, test_grad_mean_linear);
     tcase_add_test(core, test_p_zero_is_clean);
     tcase_add_test(core, test_threads_identical);

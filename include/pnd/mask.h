@@ -102,6 +102,24 @@ void pnd_mask_workspace_free(struct pnd_mask_workspace *w);  /* NULL is a no-op 
  * pnd_mask_workspace_alloc to allocate everything up front. PND_ENOMEM when
  * out of memory. */
 int pnd_mask_workspace_reserve(struct pnd_mask_workspace *w, size_t n_max);
+/* Product cache for layers whose weights and inputs stay the same over
+ * many calls, as in a Monte Carlo run over mask draws. The caller promises
+ * that the weights W (h, d) and the inputs X (n, d) are not changed in place
+ * until it calls this function again or frees w. A pernodedrop forward pass
+ * on w with this W, h and d then forms the products W_ui x_i of a row x of
+ * X once and, on every later pass, sums the kept ones without multiplying.
+ * The results are the same bits.
+ * A row is read from the cache only while its content is the one the
+ * products were made from, so a changed input never meets old products.
+ * A W changed in place is not detected: call again after changing W. The
+ * cache is used when the products of all n rows fit in 2 MiB, or when
+ * n = 1 and they fit in 64 MiB. Otherwise it stays off, because larger
+ * caches measured slower. W = NULL or n = 0 ends the promise and frees it.
+ * PND_EINVAL when w or X is NULL or h, d is larger than w was allocated
+ * for, PND_ENOMEM when out of memory (the cache is then off). */
+int pnd_mask_workspace_fix_product(struct pnd_mask_workspace *w, size_t h,
+                                   size_t d, const double *W /* (h, d) */,
+                                   size_t n, const double *X /* (n, d) */);
 
 /* Draw the keep bits of a fixed-mask layer from (seed, layer): bits is
  * (h, ceil(d / 64)), bit i % 64 of word i / 64 of row u keeps W_ui. */

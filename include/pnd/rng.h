@@ -125,17 +125,20 @@ void pnd_rng_derive_gsl(gsl_rng *r, uint64_t seed, const uint64_t *coords,
  * gives 0, q >= 1 gives all ones. */
 uint64_t pnd_rng_bernoulli_word(pnd_pcg64 *r, double q);
 /* n_words words of independent Bernoulli(q) bits into words (n_words),
- * exact like pnd_rng_bernoulli_word, from about 5.2 outputs per word
- * instead of 7.3: blocks of 64 words compare 5 digits of q in every lane,
- * then draw the lanes still open together (rng_sample.c gives the order).
+ * exact like pnd_rng_bernoulli_word, from two generators r[0] and r[1]
+ * (two streams of pcg64-dxsm whose multiplications overlap in time) and
+ * about 5.6 outputs per word instead of 7.3: blocks of 64 words compare 5
+ * digits of q in every lane (fewer when q has fewer), word j drawing them
+ * from r[j % 2], then draw bits for the lanes still open from r[0]
+ * (rng_sample.c gives the order).
  * The words depend on how the draws are split into calls. q <= 0 or NaN
  * gives zeros and q >= 1 all ones, without drawing. */
-void pnd_rng_bernoulli_words(pnd_pcg64 *r, double q, size_t n_words,
+void pnd_rng_bernoulli_words(pnd_pcg64 *r /* (2) */, double q, size_t n_words,
                              uint64_t *words);
 /* Plain reference for pnd_rng_bernoulli_words, lane by lane: the same words
  * from the same outputs. For tests. */
-void pnd_rng_bernoulli_words_ref(pnd_pcg64 *r, double q, size_t n_words,
-                                 uint64_t *words);
+void pnd_rng_bernoulli_words_ref(pnd_pcg64 *r /* (2) */, double q,
+                                 size_t n_words, uint64_t *words);
 /* Plain reference for pnd_rng_bernoulli_word: lane by lane, with the digits
  * of q found by doubling. It draws the same words and returns the same bits;
  * q <= 0 or NaN gives 0 and q >= 1 gives all ones in both. For tests. */
