@@ -100,32 +100,47 @@ format_double(char *out /* (32) */, double value)
     }
 }
 
+/* The interval [min, max] as text. A max just below a short number, such
+ * as the largest double below 1 for a probability, reads as "[min, 1)". */
+static void
+format_range(char *out /* (80) */, double min, double max)
+{
+    char low[32], high[32], above[32];
+
+    format_double(low, min);
+    format_double(high, max);
+    format_double(above, nextafter(max, INFINITY));
+    if (strlen(above) + 8 < strlen(high))
+        snprintf(out, 80, "[%s, %s)", low, above);
+    else
+        snprintf(out, 80, "[%s, %s]", low, high);
+}
+
 /* Describe the accepted values of key, for error messages. */
 static void
 describe_accepted(char *out /* (ACCEPTED_MAX) */, const struct pnd_config_key *key)
 {
-    char low[32], high[32];
+    char range[80];
 
-    format_double(low, key->min);
-    format_double(high, key->max);
+    format_range(range, key->min, key->max);
     out[0] = '\0';
     switch (key->type) {
     case PND_CONFIG_INT:
         if (bounds_set(key))
-            snprintf(out, ACCEPTED_MAX, "a decimal integer in [%s, %s]", low, high);
+            snprintf(out, ACCEPTED_MAX, "a decimal integer in %s", range);
         else
             snprintf(out, ACCEPTED_MAX, "a decimal integer");
         break;
     case PND_CONFIG_UINT64:
         if (bounds_set(key))
-            snprintf(out, ACCEPTED_MAX, "a non-negative integer (decimal or 0x hex) in [%s, %s]",
-                     low, high);
+            snprintf(out, ACCEPTED_MAX, "a non-negative integer (decimal or 0x hex) in %s",
+                     range);
         else
             snprintf(out, ACCEPTED_MAX, "a non-negative integer below 2^64 (decimal or 0x hex)");
         break;
     case PND_CONFIG_DOUBLE:
         if (bounds_set(key))
-            snprintf(out, ACCEPTED_MAX, "a finite number in [%s, %s]", low, high);
+            snprintf(out, ACCEPTED_MAX, "a finite number in %s", range);
         else
             snprintf(out, ACCEPTED_MAX, "a finite number");
         break;
@@ -149,9 +164,7 @@ describe_accepted(char *out /* (ACCEPTED_MAX) */, const struct pnd_config_key *k
                  PND_CONFIG_LIST_MAX,
                  key->type == PND_CONFIG_INT_LIST ? "integers" : "finite numbers");
         if (bounds_set(key)) {
-            char range[96];
-
-            snprintf(range, sizeof range, ", each in [%s, %s]", low, high);
+            append_text(out, ACCEPTED_MAX, ", each in ");
             append_text(out, ACCEPTED_MAX, range);
         }
         break;

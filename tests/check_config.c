@@ -264,6 +264,27 @@ START_TEST(test_config_flag_error_names_flag)
 }
 END_TEST
 
+/* A bound just below 1, the largest double that a probability p < 1 may
+ * take, reads as the half-open "[0, 1)", not as 0.9999999999999999. */
+START_TEST(test_config_half_open_bound)
+{
+    double p = 0.5;
+    const struct pnd_config_key key = {
+        "model", "p", PND_CONFIG_DOUBLE, &p, 0.0, nextafter(1.0, 0.0), NULL,
+        "drop probability"
+    };
+    const char *const parts[] = {"--p:", "model.p", "'1'", "in [0, 1)", NULL};
+
+    ck_assert_int_eq(pnd_config_set(&key, 1, "model", "p", "1", "--p", 0),
+                     PND_EINVAL);
+    assert_message_has(pnd_error_message(), parts);
+    ck_assert_ptr_null(strstr(pnd_error_message(), "0.9999"));
+    ck_assert_double_eq(p, 0.5);
+    ck_assert_int_eq(pnd_config_set(&key, 1, "model", "p", "0.9999",
+                                    "--p", 0), PND_OK);
+}
+END_TEST
+
 /* ---- Limits: each error names file:line, the key and what is accepted ---- */
 
 struct error_case {
@@ -435,6 +456,7 @@ pnd_config_suite(void)
 
     tcase_add_loop_test(limits, test_config_error_messages, 0, n_error_cases);
     tcase_add_test(limits, test_config_first_error_reported);
+    tcase_add_test(limits, test_config_half_open_bound);
     tcase_add_test(limits, test_config_missing_file);
     tcase_add_test(limits, test_config_long_line);
     tcase_add_test(limits, test_config_list_too_long);
