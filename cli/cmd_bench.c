@@ -8,11 +8,12 @@
 #include <config.h>
 
 #include <math.h>
-#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include <gsl/gsl_statistics_double.h>
 
 #include "cli/cli.h"
 #include "pnd/error.h"
@@ -379,6 +380,10 @@ fail:
 
 /* Steps of the warm-up run before timing (allocation, page faults). */
 #define BENCH_TRAIN_WARMUP_STEPS 2
+/* Steps of one scheme in a row. Only the first step of a block finds the
+ * caches filled by another scheme, so the median step is that of a warm
+ * cache, as in a training run. */
+#define BENCH_TRAIN_BLOCK 5
 
 struct bench_train_options {
     char hidden[256];             /* comma list of hidden widths */
@@ -403,12 +408,13 @@ bench_train_help(void)
         "with PerNodeDrop on the hidden layers, beside the PyTorch peer\n"
         "bench/peers/train_torch.py, which draws a (batch, d_in, d_out) mask tensor\n"
         "per layer and step, in float32 and in float64 (the precision of pnd). Both\n"
-        "sides use one thread, and epochs are extrapolated from the step time.\n\n"
+        "sides use one thread and report the median time of their timed steps;\n"
+        "epochs are extrapolated from it.\n\n"
         "  --hidden LIST     hidden widths (default 256,256)\n"
         "  --batch N         images per step (default 128)\n"
         "  --p X             drop probability (default 0.2)\n"
         "  --steps N         timed steps of each of our schemes (default 20)\n"
-        "  --peer-steps N    timed steps of the peer (default 3)\n"
+        "  --peer-steps N    timed steps of the peer (default 5)\n"
         "  --train-size N    images per epoch for the extrapolation (default 55000)\n"
         "  --all-schemes     time every scheme, not only none and pernodedrop\n"
         "  --peer FILE       path of train_torch.py (default: found beside the sources)\n"
@@ -423,7 +429,7 @@ bench_train_parse(int argc, char **argv, struct bench_train_options *o)
     o->batch = 128;
     o->p = 0.2;
     o->steps = 20;
-    o->peer_steps = 3;
+    o->peer_steps = 5;
     o->train_size = 55000;
     o->peer = NULL;
     o->python = "/usr/bin/python3";
@@ -485,23 +491,38 @@ bench_train_parse(int argc, char **argv, struct bench_train_options *o)
     return 0;
 }
 
-/* Seconds per training step of our MLP with scheme on the hidden layers:
- * masked forward and backward, then an Adam update of every parameter. */
+/* One of our MLPs under timing: the network with one scheme on its hidden
+ * layers, its workspace, and Adam's state. */
+struct train_run {
+    enum pnd_scheme scheme;
+    struct pnd_mlp *mlp;
+    struct pnd_mlp_workspace *w;
+    double *grad, *m, *v;         /* (n_params) each */
+    double *step_s;               /* (steps) seconds of each timed step */
+};
+
+static void
+train_run_free(struct train_run *run)
+{
+    free(run->grad);
+    free(run->m);
+    free(run->v);
+    free(run->step_s);
+    pnd_mlp_workspace_free(run->w);
+    pnd_mlp_free(run->mlp);
+    memset(run, 0, sizeof *run);
+}
+
 static int
-bench_train_ours(const struct bench_train_options *o, enum pnd_scheme scheme,
-                 double *seconds_per_step)
+train_run_alloc(const struct bench_train_options *o, enum pnd_scheme scheme,
+                struct train_run *run)
 {
     struct pnd_mlp_spec spec;
-    struct pnd_mlp *mlp = NULL;
-    struct pnd_mlp_workspace *w = NULL;
-    double *X = NULL, *grad = NULL, *m = NULL, *v = NULL;   /* (batch, 784), (n_params) x 3 */
-    int *labels = NULL;                                      /* (batch) */
     char widths[256], *save = NULL, *item;
-    double start = 0, loss;
-    pnd_pcg64 r;
-    uint64_t coords[1] = {0};
     int status;
 
+    memset(run, 0, sizeof *run);
+    run->scheme = scheme;
     memset(&spec, 0, sizeof spec);
     spec.widths[0] = 784;
     snprintf(widths, sizeof widths, "%s", o->hidden);
@@ -520,20 +541,68 @@ bench_train_ours(const struct bench_train_options *o, enum pnd_scheme scheme,
     spec.scheme[spec.n_layers] = PND_SCHEME_NONE;
     spec.n_layers++;
 
-    status = pnd_mlp_alloc(&spec, 1, &mlp);
+    status = pnd_mlp_alloc(&spec, 1, &run->mlp);
     if (status == PND_OK)
-        status = pnd_mlp_init_params(mlp, PND_INIT_HE, 1);
+        status = pnd_mlp_init_params(run->mlp, PND_INIT_HE, 1);
     if (status == PND_OK)
-        status = pnd_mlp_workspace_alloc(mlp, o->batch, &w);
-    if (status != PND_OK)
-        goto done;
+        status = pnd_mlp_workspace_alloc(run->mlp, o->batch, &run->w);
+    if (status != PND_OK) {
+        train_run_free(run);
+        return status;
+    }
+    run->grad = malloc(run->mlp->n_params * sizeof *run->grad);
+    run->m = calloc(run->mlp->n_params, sizeof *run->m);
+    run->v = calloc(run->mlp->n_params, sizeof *run->v);
+    run->step_s = malloc(o->steps * sizeof *run->step_s);
+    if (run->grad == NULL || run->m == NULL || run->v == NULL
+        || run->step_s == NULL) {
+        train_run_free(run);
+        PND_ERROR(PND_ENOMEM, "out of memory for the benchmark");
+    }
+    return PND_OK;
+}
+
+/* One training step t (masked forward and backward, then an Adam update of
+ * every parameter), timed. */
+static int
+train_run_step(struct train_run *run, size_t batch, const double *X,
+               const int *labels, unsigned long long t, double *seconds)
+{
+    struct pnd_mlp *mlp = run->mlp;
+    double start = pnd_wall_seconds(), loss;
+
+    PND_TRY(pnd_mlp_train_loss(mlp, batch, X, labels, t, run->grad, &loss,
+                               run->w));
+    for (size_t j = 0; j < mlp->n_params; j++) {
+        run->m[j] = 0.9 * run->m[j] + 0.1 * run->grad[j];
+        run->v[j] = 0.999 * run->v[j] + 0.001 * run->grad[j] * run->grad[j];
+        mlp->params[j] -= 1e-3 * run->m[j] / (sqrt(run->v[j]) + 1e-8);
+    }
+    *seconds = pnd_wall_seconds() - start;
+    return PND_OK;
+}
+
+/* Seconds per training step of our MLP for each of the n schemes, the
+ * median of o->steps timed steps. The schemes take turns in blocks of
+ * BENCH_TRAIN_BLOCK steps, so that a change of the machine's load during
+ * the run reaches all of them alike and their ratios stay put. */
+static int
+bench_train_ours(const struct bench_train_options *o,
+                 const enum pnd_scheme *schemes, int n,
+                 double *seconds_per_step /* (n) */)
+{
+    struct train_run runs[PND_SCHEME_COUNT];
+    double *X = NULL;                 /* (batch, 784) */
+    int *labels = NULL;               /* (batch) */
+    pnd_pcg64 r;
+    uint64_t coords[1] = {0};
+    int status = PND_OK, n_ready = 0;
+
     X = malloc(o->batch * 784 * sizeof *X);
     labels = malloc(o->batch * sizeof *labels);
-    grad = malloc(mlp->n_params * sizeof *grad);
-    m = calloc(mlp->n_params, sizeof *m);
-    v = calloc(mlp->n_params, sizeof *v);
-    if (X == NULL || labels == NULL || grad == NULL || m == NULL || v == NULL) {
-        status = pnd_error_set(PND_ENOMEM, __FILE__, __LINE__, "out of memory for the benchmark");
+    if (X == NULL || labels == NULL) {
+        status = pnd_error_set(PND_ENOMEM, __FILE__, __LINE__,
+                               "out of memory for the benchmark");
         goto done;
     }
     pnd_rng_derive(&r, 1, coords, 1);
@@ -541,29 +610,38 @@ bench_train_ours(const struct bench_train_options *o, enum pnd_scheme scheme,
         X[i] = pnd_pcg64dxsm_double(&r);
     for (size_t k = 0; k < o->batch; k++)
         labels[k] = (int) pnd_pcg64dxsm_bounded(&r, 10);
-
-    for (unsigned long long t = 0; t < o->steps + BENCH_TRAIN_WARMUP_STEPS; t++) {
-        if (t == BENCH_TRAIN_WARMUP_STEPS)
-            start = pnd_wall_seconds();
-        status = pnd_mlp_train_loss(mlp, o->batch, X, labels, t, grad, &loss, w);
+    for (; n_ready < n; n_ready++) {
+        status = train_run_alloc(o, schemes[n_ready], &runs[n_ready]);
         if (status != PND_OK)
             goto done;
-        for (size_t j = 0; j < mlp->n_params; j++) {
-            m[j] = 0.9 * m[j] + 0.1 * grad[j];
-            v[j] = 0.999 * v[j] + 0.001 * grad[j] * grad[j];
-            mlp->params[j] -= 1e-3 * m[j] / (sqrt(v[j]) + 1e-8);
+    }
+
+    for (unsigned long long t0 = 0; t0 < o->steps + BENCH_TRAIN_WARMUP_STEPS;
+         t0 += BENCH_TRAIN_BLOCK) {
+        for (int s = 0; s < n; s++) {
+            for (unsigned long long t = t0; t < t0 + BENCH_TRAIN_BLOCK
+                 && t < o->steps + BENCH_TRAIN_WARMUP_STEPS; t++) {
+                double seconds;
+
+                status = train_run_step(&runs[s], o->batch, X, labels, t,
+                                        &seconds);
+                if (status != PND_OK)
+                    goto done;
+                if (t >= BENCH_TRAIN_WARMUP_STEPS)
+                    runs[s].step_s[t - BENCH_TRAIN_WARMUP_STEPS] = seconds;
+            }
         }
     }
-    *seconds_per_step = (pnd_wall_seconds() - start) / (double) o->steps;
+    /* The median step, as the peer reports: a step slowed by another job
+     * on a shared machine moves it less than the mean. */
+    for (int s = 0; s < n; s++)
+        seconds_per_step[s] = gsl_stats_median(runs[s].step_s, 1, o->steps);
 
 done:
+    for (int s = 0; s < n_ready; s++)
+        train_run_free(&runs[s]);
     free(X);
     free(labels);
-    free(grad);
-    free(m);
-    free(v);
-    pnd_mlp_workspace_free(w);
-    pnd_mlp_free(mlp);
     return status;
 }
 
@@ -655,20 +733,28 @@ bench_train(int argc, char **argv)
         printf("bench train: MLP 784-%s-10 relu, batch %zu, p=%g, 1 thread, epoch = %.0f steps (%llu images)\n",
                shown, o.batch, o.p, steps_per_epoch, o.train_size);
     }
-    for (int s = 0; s < (o.all_schemes ? PND_SCHEME_COUNT : 2); s++) {
-        enum pnd_scheme scheme = o.all_schemes ? (enum pnd_scheme) s : pair[s];
-        double t = 0;
-        int status = bench_train_ours(&o, scheme, &t);
+    {
+        enum pnd_scheme schemes[PND_SCHEME_COUNT];
+        double seconds[PND_SCHEME_COUNT];
+        int n = o.all_schemes ? PND_SCHEME_COUNT : 2;
+        int status;
 
+        for (int s = 0; s < n; s++)
+            schemes[s] = o.all_schemes ? (enum pnd_scheme) s : pair[s];
+        status = bench_train_ours(&o, schemes, n, seconds);
         if (status != PND_OK)
             return pnd_cli_fail("bench train", status);
-        if (scheme == PND_SCHEME_NONE)
-            none_s = t;
-        if (scheme == PND_SCHEME_PERNODEDROP)
-            pnd_s = t;
-        printf("pnd:   scheme=%s steps=%llu s_per_step=%.6f s_per_epoch=%.2f ratio_to_none=%.2f\n",
-               pnd_scheme_name(scheme), o.steps, t, t * steps_per_epoch,
-               none_s > 0 ? t / none_s : 1.0);
+        for (int s = 0; s < n; s++) {
+            if (schemes[s] == PND_SCHEME_NONE)
+                none_s = seconds[s];
+            if (schemes[s] == PND_SCHEME_PERNODEDROP)
+                pnd_s = seconds[s];
+        }
+        for (int s = 0; s < n; s++)
+            printf("pnd:   scheme=%s steps=%llu s_per_step=%.6f s_per_epoch=%.2f ratio_to_none=%.2f\n",
+                   pnd_scheme_name(schemes[s]), o.steps, seconds[s],
+                   seconds[s] * steps_per_epoch,
+                   none_s > 0 ? seconds[s] / none_s : 1.0);
         fflush(stdout);
     }
     /* float32 is the peer's default; float64 is the precision of pnd. */

@@ -814,14 +814,36 @@ forward_pernodedrop(const struct pnd_mask_spec *spec,
             }
         }
         for (size_t u = 0; u < h && nc > 1; u++) {
+            size_t pending = nc;    /* a sample waiting for a partner */
+
             for (size_t k = 0; k < nc; k++) {
-                double z;
+                double z[2];
+                size_t done[2] = { pending, k };
 
                 if (w->product_rows[k] != NULL)
                     continue;
-                z = scale * pnd_mask_dot_bits(d, W + u * d, X + (k0 + k) * d,
-                                              bits + (k * h + u) * nw);
-                Z[(k0 + k) * h + u] = b ? z + b[u] : z;
+                if (pending == nc) {
+                    pending = k;
+                    continue;
+                }
+                /* Two samples share each load of the row of W. */
+                pnd_mask_dot_bits_pair(d, W + u * d, X + (k0 + pending) * d,
+                                       X + (k0 + k) * d,
+                                       bits + (pending * h + u) * nw,
+                                       bits + (k * h + u) * nw, z);
+                for (int t = 0; t < 2; t++) {
+                    double zt = scale * z[t];
+
+                    Z[(k0 + done[t]) * h + u] = b ? zt + b[u] : zt;
+                }
+                pending = nc;
+            }
+            if (pending < nc) {
+                double z = scale * pnd_mask_dot_bits(d, W + u * d,
+                                                     X + (k0 + pending) * d,
+                                                     bits + (pending * h + u) * nw);
+
+                Z[(k0 + pending) * h + u] = b ? z + b[u] : z;
             }
         }
     }

@@ -33,6 +33,16 @@ void pnd_mask_dot_bits_rows(size_t h, size_t d, const double *W /* (h, d) */,
                             const uint64_t *bits /* (h, nw) */, size_t nw,
                             double *sums /* (h) */);
 
+/* sums[0] = pnd_mask_dot_bits(d, w, xa, bits_a) and
+ * sums[1] = pnd_mask_dot_bits(d, w, xb, bits_b), bit for bit, with one
+ * load of w for both. */
+void pnd_mask_dot_bits_pair(size_t d, const double *w /* (d) */,
+                            const double *xa /* (d) */,
+                            const double *xb /* (d) */,
+                            const uint64_t *bits_a /* (ceil(d / 64)) */,
+                            const uint64_t *bits_b /* (ceil(d / 64)) */,
+                            double *sums /* (2) */);
+
 /* sums[u] = sum over kept i of p[u d + i], with the products
  * p[u d + i] = W[u d + i] * x[i] formed beforehand: the same bits as
  * pnd_mask_dot_bits_rows(h, d, W, x, bits, nw, sums). */

@@ -88,27 +88,17 @@ bits16(const uint64_t *bits, size_t i)
 /* --- masked dot products and updates ------------------------------------- */
 
 /* The masked dot product of one row, inlined into each clone below. */
+/* The end of dot_bits_row after its whole words of keep bits, from
+ * connection i (a multiple of 64) on. It adds blocks of 16 connections,
+ * then the last groups of 4, sums the accumulators, and adds the
+ * connections after the last whole group. */
 static inline __attribute__((always_inline)) double
-dot_bits_row(size_t d, const double *w, const double *x,
-             const uint64_t *bits)
+dot_bits_finish(size_t i, size_t d, const double *w, const double *x,
+                const uint64_t *bits, vec4d acc0, vec4d acc1, vec4d acc2,
+                vec4d acc3)
 {
-    vec4d acc0 = { 0.0 }, acc1 = { 0.0 }, acc2 = { 0.0 }, acc3 = { 0.0 };
-    size_t i = 0;
     double sum;
 
-    /* Group g of 4 connections goes to accumulator g % 4. Whole words of
-     * keep bits first, then blocks of 16 connections, in the same order. */
-    for (; i + PND_MASK_WORD_BITS <= d; i += PND_MASK_WORD_BITS) {
-        uint64_t b = bits[i / PND_MASK_WORD_BITS];
-
-        for (size_t j = i; j < i + PND_MASK_WORD_BITS; j += 4 * GROUP) {
-            acc0 += keep(load4(w + j) * load4(x + j), b);
-            acc1 += keep(load4(w + j + 4) * load4(x + j + 4), b >> 4);
-            acc2 += keep(load4(w + j + 8) * load4(x + j + 8), b >> 8);
-            acc3 += keep(load4(w + j + 12) * load4(x + j + 12), b >> 12);
-            b >>= 16;
-        }
-    }
     for (; i + 4 * GROUP <= d; i += 4 * GROUP) {
         uint64_t b = bits16(bits, i);
 
@@ -132,6 +122,64 @@ dot_bits_row(size_t d, const double *w, const double *x,
         if ((bits[i / PND_MASK_WORD_BITS] >> (i % PND_MASK_WORD_BITS)) & 1)
             sum += w[i] * x[i];
     return sum;
+}
+
+static inline __attribute__((always_inline)) double
+dot_bits_row(size_t d, const double *w, const double *x,
+             const uint64_t *bits)
+{
+    vec4d acc0 = { 0.0 }, acc1 = { 0.0 }, acc2 = { 0.0 }, acc3 = { 0.0 };
+    size_t i = 0;
+
+    /* Group g of 4 connections goes to accumulator g % 4. Whole words of
+     * keep bits first, then blocks of 16 connections, in the same order. */
+    for (; i + PND_MASK_WORD_BITS <= d; i += PND_MASK_WORD_BITS) {
+        uint64_t b = bits[i / PND_MASK_WORD_BITS];
+
+        for (size_t j = i; j < i + PND_MASK_WORD_BITS; j += 4 * GROUP) {
+            acc0 += keep(load4(w + j) * load4(x + j), b);
+            acc1 += keep(load4(w + j + 4) * load4(x + j + 4), b >> 4);
+            acc2 += keep(load4(w + j + 8) * load4(x + j + 8), b >> 8);
+            acc3 += keep(load4(w + j + 12) * load4(x + j + 12), b >> 12);
+            b >>= 16;
+        }
+    }
+    return dot_bits_finish(i, d, w, x, bits, acc0, acc1, acc2, acc3);
+}
+
+/* dot_bits_row for two inputs xa and xb with their own keep bits: the same
+ * sums, each added in the same order, but one load of w serves both. */
+static inline __attribute__((always_inline)) void
+dot_bits_pair(size_t d, const double *w, const double *xa, const double *xb,
+              const uint64_t *bits_a, const uint64_t *bits_b, double *sum_a,
+              double *sum_b)
+{
+    vec4d a0 = { 0.0 }, a1 = { 0.0 }, a2 = { 0.0 }, a3 = { 0.0 };
+    vec4d b0 = { 0.0 }, b1 = { 0.0 }, b2 = { 0.0 }, b3 = { 0.0 };
+    size_t i = 0;
+
+    for (; i + PND_MASK_WORD_BITS <= d; i += PND_MASK_WORD_BITS) {
+        uint64_t ka = bits_a[i / PND_MASK_WORD_BITS];
+        uint64_t kb = bits_b[i / PND_MASK_WORD_BITS];
+
+        for (size_t j = i; j < i + PND_MASK_WORD_BITS; j += 4 * GROUP) {
+            vec4d w0 = load4(w + j), w1 = load4(w + j + 4);
+            vec4d w2 = load4(w + j + 8), w3 = load4(w + j + 12);
+
+            a0 += keep(w0 * load4(xa + j), ka);
+            b0 += keep(w0 * load4(xb + j), kb);
+            a1 += keep(w1 * load4(xa + j + 4), ka >> 4);
+            b1 += keep(w1 * load4(xb + j + 4), kb >> 4);
+            a2 += keep(w2 * load4(xa + j + 8), ka >> 8);
+            b2 += keep(w2 * load4(xb + j + 8), kb >> 8);
+            a3 += keep(w3 * load4(xa + j + 12), ka >> 12);
+            b3 += keep(w3 * load4(xb + j + 12), kb >> 12);
+            ka >>= 16;
+            kb >>= 16;
+        }
+    }
+    *sum_a = dot_bits_finish(i, d, w, xa, bits_a, a0, a1, a2, a3);
+    *sum_b = dot_bits_finish(i, d, w, xb, bits_b, b0, b1, b2, b3);
 }
 
 /* The same sum as dot_bits_row with the products p[i] = w[i] * x[i] formed
@@ -196,6 +244,15 @@ pnd_mask_dot_bits_rows(size_t h, size_t d, const double *W, const double *x,
 {
     for (size_t u = 0; u < h; u++)
         sums[u] = dot_bits_row(d, W + u * d, x, bits + u * nw);
+}
+
+__attribute__((target_clones("avx2", "default")))
+void
+pnd_mask_dot_bits_pair(size_t d, const double *w, const double *xa,
+                       const double *xb, const uint64_t *bits_a,
+                       const uint64_t *bits_b, double *sums)
+{
+    dot_bits_pair(d, w, xa, xb, bits_a, bits_b, &sums[0], &sums[1]);
 }
 
 __attribute__((target_clones("avx2", "default")))

@@ -815,7 +815,8 @@ static const size_t product_shapes[][3] = {
 
 /* The sums of cached products over all rows are the masked dot products
  * of the rows, bit for bit, for all-kept, all-dropped and random keep
- * bits, and so are the dot products over all rows in one call. */
+ * bits, and so are the dot products over all rows in one call and those of
+ * two inputs on one row. */
 START_TEST(test_mask_sum_bits_matches_dot)
 {
     size_t h = 3;
@@ -827,13 +828,15 @@ START_TEST(test_mask_sum_bits_matches_dot)
         size_t d = product_lengths[c], nw = (d + 63) / 64;
         double *W = malloc(h * d * sizeof *W);         /* (h, d) */
         double *x = malloc(d * sizeof *x);             /* (d) */
+        double *x2 = malloc(d * sizeof *x2);           /* (d) */
         double *p = malloc(h * d * sizeof *p);         /* (h, d) */
         uint64_t *bits = malloc(h * nw * sizeof *bits);  /* (h, nw) */
-        double sums[3], dots[3];                       /* (h) */
+        double sums[3], dots[3], pair[2];              /* (h), (2) */
 
-        ck_assert(W && x && p && bits);
+        ck_assert(W && x && x2 && p && bits);
         fill_uniform(&r, W, h * d);
         fill_uniform(&r, x, d);
+        fill_uniform(&r, x2, d);
         for (size_t i = 0; i < d; i += 5)
             x[i] = i % 2 ? -0.0 : 0.0;    /* zeros of both signs */
         pnd_mask_products(h, d, W, x, p);
@@ -855,9 +858,21 @@ START_TEST(test_mask_sum_bits_matches_dot)
                               "d = %zu, pattern %d, row %zu: rows %.17g, "
                               "dot %.17g", d, pattern, u, dots[u], dot);
             }
+            /* Two inputs on one row of W, with the keep bits of rows 0
+             * and 1: the same bits as two single calls. */
+            pnd_mask_dot_bits_pair(d, W, x, x2, bits, bits + nw, pair);
+            for (int t = 0; t < 2; t++) {
+                double dot = pnd_mask_dot_bits(d, W, t ? x2 : x,
+                                               bits + (size_t) t * nw);
+
+                ck_assert_msg(memcmp(&dot, &pair[t], sizeof dot) == 0,
+                              "d = %zu, pattern %d, input %d: pair %.17g, "
+                              "dot %.17g", d, pattern, t, pair[t], dot);
+            }
         }
         free(W);
         free(x);
+        free(x2);
         free(p);
         free(bits);
     }
