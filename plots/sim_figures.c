@@ -237,7 +237,7 @@ figure_loss(const struct pnd_plot_options *opt, const struct pnd_table *t,
                                   (int) i, 2, 1, set.series[i].label);
         if (status == PND_OK)
             status = plot_vars_series(&vars, 1, ++serial, "l",
-                                      set.series[i].style, (int) i, 4, 1, "");
+                                      set.series[i].style, (int) i, 4, 0, "");
     }
     snprintf(caption, sizeof caption,
              "Expected loss against the drop probability p, model %s: Monte Carlo means (points, 95%% intervals) and the %s (lines).",
@@ -525,10 +525,10 @@ figure_penalty(const struct pnd_plot_options *opt, const struct pnd_table *t,
                              false, false);
     for (size_t i = 0; i < diag.n && status == PND_OK; i++) {
         status = plot_vars_series(&vars, 1, ++serial, "lp", diag.series[i].style,
-                                  (int) i, 2, 1, diag.series[i].label);
+                                  (int) i, 2, 0, diag.series[i].label);
         if (status == PND_OK)
             status = plot_vars_series(&vars, 2, serial, "lp", cross.series[i].style,
-                                      (int) i, 2, 1, cross.series[i].label);
+                                      (int) i, 2, 0, cross.series[i].label);
     }
     if (status == PND_OK)
         status = plot_vars_set(&vars, "np", "2");
@@ -697,7 +697,7 @@ figure_batch(const struct pnd_plot_options *opt, const struct pnd_table *t,
                                       (int) i, 2, 1, set->series[i].label);
             if (status == PND_OK)
                 status = plot_vars_series(&vars, panel, ++serial, "l",
-                                          set->series[i].style, (int) i, 4, 1, "");
+                                          set->series[i].style, (int) i, 4, 0, "");
         }
     }
     if (status == PND_OK)

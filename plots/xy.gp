@@ -26,7 +26,8 @@
 #   t                  key title ('' for none)
 #   ix                 data block, counted from 0 (default i - 1)
 #   c                  y column for 'l', 'lp' and 'p' (default 2)
-#   dt                 dash type (default 1)
+#   dt                 dash type (default 1); 0 keeps the dash pattern of
+#                      the line style, which tells the schemes apart
 
 if (!exists("np")) np = 1
 np = int(np)
@@ -72,17 +73,18 @@ do for [p=1:np] {
         kind = pv(sprintf('k%d', i), 'l')
         style = int(pv(sprintf('ls%d', i), 11))
         dash = int(pv(sprintf('dt%d', i), 1))
+        dstr = (dash > 0) ? sprintf('dt %d', dash) : ''
         block = int(pv(sprintf('ix%d', i), i - 1))
         col = int(pv(sprintf('c%d', i), 2))
         t = pv(sprintf('t%d', i), '')
         key = (t eq '') ? 'notitle' : sprintf("title '%s'", t)
         src = sprintf("'%s' index %d", file, block)
         if (kind eq 'pe') { el = sprintf("%s using 1:2:3 with yerrorbars ls %d %s", src, style, key) }
-        if (kind eq 'le') { el = sprintf("%s using 1:2:3 with yerrorlines ls %d dt %d %s", src, style, dash, key) }
-        if (kind eq 'l') { el = sprintf("%s using 1:%d with lines ls %d dt %d %s", src, col, style, dash, key) }
-        if (kind eq 'lp') { el = sprintf("%s using 1:%d with linespoints ls %d dt %d %s", src, col, style, dash, key) }
+        if (kind eq 'le') { el = sprintf("%s using 1:2:3 with yerrorlines ls %d %s %s", src, style, dstr, key) }
+        if (kind eq 'l') { el = sprintf("%s using 1:%d with lines ls %d %s %s", src, col, style, dstr, key) }
+        if (kind eq 'lp') { el = sprintf("%s using 1:%d with linespoints ls %d %s %s", src, col, style, dstr, key) }
         if (kind eq 'p') { el = sprintf("%s using 1:%d with points ls %d %s", src, col, style, key) }
-        if (kind eq 'band') { el = sprintf("%s using 1:(clip($2-$3)):(clip($2+$3)) with filledcurves ls %d fs transparent solid 0.18 noborder notitle, %s using 1:(clip($2)) with lines ls %d dt %d %s", src, style, src, style, dash, key) }
+        if (kind eq 'band') { el = sprintf("%s using 1:(clip($2-$3)):(clip($2+$3)) with filledcurves ls %d fs transparent solid 0.18 noborder notitle, %s using 1:(clip($2)) with lines ls %d %s %s", src, style, src, style, dstr, key) }
         cmd = cmd.(i > 1 ? ', ' : '').el
     }
     eval('plot '.cmd)
