@@ -469,7 +469,7 @@ figure_residual(const struct pnd_plot_options *opt, const struct pnd_table *t,
                  "Residual |MC - expansion| of the second-order (solid) and third-order (dashed) expansions against p, model %s, log-log; dotted lines: 1.96 standard errors.%s",
                  model,
                  has_truth ? " Monte Carlo version of the exact figure: below the dotted noise level the points are noise."
-                           : " Slopes: least-squares fits to the points with p <= 0.3 above 2 standard errors.");
+                           : " Slopes: least-squares fits to the points with p <= 0.3 above 2 standard errors; a series with fewer than two such points shows no slope.");
     if (status == PND_OK)
         status = plot_draw_vars(opt, "xy.gp", name, caption, &vars, list);
 
