@@ -1034,6 +1034,45 @@ pnd_layer_forward(const struct pnd_mask_spec *spec,
 }
 
 int
+pnd_layer_forward_two_draws(const struct pnd_mask_spec *spec,
+                            const struct pnd_mask_key *keys, size_t h,
+                            size_t d, const double *W, const double *b,
+                            const double *x, double *Z,
+                            struct pnd_mask_workspace *w)
+{
+    static const char fn[] = "pnd_layer_forward_two_draws";
+    size_t nw = pnd_mask_words(d);
+    double scale;
+    const double *p;
+    uint64_t *bits;
+
+    if (keys == NULL)
+        PND_ERROR(PND_EINVAL, "%s: the keys are NULL", fn);
+    PND_TRY(check_layer(fn, spec, &keys[0], h, d, W, w, true));
+    if (x == NULL || Z == NULL)
+        PND_ERROR(PND_EINVAL, "%s: the input x or the output Z is NULL", fn);
+    bits = spec->scheme == PND_SCHEME_PERNODEDROP && !unmasked(spec)
+           ? cache_for_forward(2, w) : NULL;    /* (2, h, nw) */
+    p = bits != NULL ? product_lookup(w, h, d, W, x) : NULL;
+    if (p == NULL) {
+        PND_TRY(pnd_layer_forward(spec, &keys[0], 1, h, d, W, b, x, Z, w));
+        return pnd_layer_forward(spec, &keys[1], 1, h, d, W, b, x, Z + h, w);
+    }
+    /* Each draw's sums equal those of pnd_layer_forward bit for bit; one
+     * pass over the products serves both. */
+    draw_chunk_bits(spec, &keys[0], 0, 1, h, nw, bits);
+    draw_chunk_bits(spec, &keys[1], 0, 1, h, nw, bits + h * nw);
+    pnd_mask_sum_bits_rows_pair(h, d, p, bits, bits + h * nw, nw, Z, Z + h);
+    scale = 1.0 / (1.0 - spec->p);
+    for (size_t u = 0; u < 2 * h; u++) {
+        double z = scale * Z[u];
+
+        Z[u] = b ? z + b[u % h] : z;
+    }
+    return check_finite(fn, "Z", Z, 2 * h);
+}
+
+int
 pnd_layer_backward(const struct pnd_mask_spec *spec,
                    const struct pnd_mask_key *key, size_t n, size_t h,
                    size_t d, const double *W, const double *X,

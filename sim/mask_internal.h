@@ -50,6 +50,16 @@ void pnd_mask_sum_bits_rows(size_t h, size_t d, const double *p /* (h, d) */,
                             const uint64_t *bits /* (h, nw) */, size_t nw,
                             double *sums /* (h) */);
 
+/* pnd_mask_sum_bits_rows for two sets of keep bits on the same products,
+ * bit for bit: sums_a from bits_a and sums_b from bits_b, with one load of
+ * p for both. */
+void pnd_mask_sum_bits_rows_pair(size_t h, size_t d,
+                                 const double *p /* (h, d) */,
+                                 const uint64_t *bits_a /* (h, nw) */,
+                                 const uint64_t *bits_b /* (h, nw) */,
+                                 size_t nw, double *sums_a /* (h) */,
+                                 double *sums_b /* (h) */);
+
 /* p[u d + i] = W[u d + i] * x[i] for u < h, i < d: the products of every
  * row of W with one input, as pnd_mask_sum_bits_rows takes them. */
 void pnd_mask_products(size_t h, size_t d, const double *W /* (h, d) */,

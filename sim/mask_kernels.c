@@ -21,9 +21,9 @@
  * last whole group of 4 follow one by one.
  *
  * The table load measured faster than building the lane masks in
- * registers on an AMD EPYC of family 23 (Zen 1): a broadcast, an AND and a
- * compare took about 10% longer per connection, a variable shift with a
- * blend about 70% longer.
+ * registers on an AMD EPYC of family 23 (Zen 1). There, a broadcast, an
+ * AND and a compare took about 10% longer per connection, and a variable
+ * shift with a blend about 70% longer.
  *
  * NOTE: a dropped connection whose product is NaN or Inf adds +0.0 here,
  * while the reference kernel, which multiplies by the mask value 0, gives
@@ -183,27 +183,16 @@ dot_bits_pair(size_t d, const double *w, const double *xa, const double *xb,
 }
 
 /* The same sum as dot_bits_row with the products p[i] = w[i] * x[i] formed
- * beforehand. Its lines mirror those of dot_bits_row one for one, so both
- * add the same rounded products in the same order and give the same bits.
- * A change to one must go to the other. */
+ * beforehand. The lines of sum_bits_finish, sum_bits_row and sum_bits_pair
+ * mirror those of dot_bits_finish, dot_bits_row and dot_bits_pair one for
+ * one, so they add the same rounded products in the same order and give
+ * the same bits. A change to one must go to the other. */
 static inline __attribute__((always_inline)) double
-sum_bits_row(size_t d, const double *p, const uint64_t *bits)
+sum_bits_finish(size_t i, size_t d, const double *p, const uint64_t *bits,
+                vec4d acc0, vec4d acc1, vec4d acc2, vec4d acc3)
 {
-    vec4d acc0 = { 0.0 }, acc1 = { 0.0 }, acc2 = { 0.0 }, acc3 = { 0.0 };
-    size_t i = 0;
     double sum;
 
-    for (; i + PND_MASK_WORD_BITS <= d; i += PND_MASK_WORD_BITS) {
-        uint64_t b = bits[i / PND_MASK_WORD_BITS];
-
-        for (size_t j = i; j < i + PND_MASK_WORD_BITS; j += 4 * GROUP) {
-            acc0 += keep(load4(p + j), b);
-            acc1 += keep(load4(p + j + 4), b >> 4);
-            acc2 += keep(load4(p + j + 8), b >> 8);
-            acc3 += keep(load4(p + j + 12), b >> 12);
-            b >>= 16;
-        }
-    }
     for (; i + 4 * GROUP <= d; i += 4 * GROUP) {
         uint64_t b = bits16(bits, i);
 
@@ -225,6 +214,60 @@ sum_bits_row(size_t d, const double *p, const uint64_t *bits)
         if ((bits[i / PND_MASK_WORD_BITS] >> (i % PND_MASK_WORD_BITS)) & 1)
             sum += p[i];
     return sum;
+}
+
+static inline __attribute__((always_inline)) double
+sum_bits_row(size_t d, const double *p, const uint64_t *bits)
+{
+    vec4d acc0 = { 0.0 }, acc1 = { 0.0 }, acc2 = { 0.0 }, acc3 = { 0.0 };
+    size_t i = 0;
+
+    for (; i + PND_MASK_WORD_BITS <= d; i += PND_MASK_WORD_BITS) {
+        uint64_t b = bits[i / PND_MASK_WORD_BITS];
+
+        for (size_t j = i; j < i + PND_MASK_WORD_BITS; j += 4 * GROUP) {
+            acc0 += keep(load4(p + j), b);
+            acc1 += keep(load4(p + j + 4), b >> 4);
+            acc2 += keep(load4(p + j + 8), b >> 8);
+            acc3 += keep(load4(p + j + 12), b >> 12);
+            b >>= 16;
+        }
+    }
+    return sum_bits_finish(i, d, p, bits, acc0, acc1, acc2, acc3);
+}
+
+/* sum_bits_row for two sets of keep bits on the same products: one load of
+ * p serves both. */
+static inline __attribute__((always_inline)) void
+sum_bits_pair(size_t d, const double *p, const uint64_t *bits_a,
+              const uint64_t *bits_b, double *sum_a, double *sum_b)
+{
+    vec4d a0 = { 0.0 }, a1 = { 0.0 }, a2 = { 0.0 }, a3 = { 0.0 };
+    vec4d b0 = { 0.0 }, b1 = { 0.0 }, b2 = { 0.0 }, b3 = { 0.0 };
+    size_t i = 0;
+
+    for (; i + PND_MASK_WORD_BITS <= d; i += PND_MASK_WORD_BITS) {
+        uint64_t ka = bits_a[i / PND_MASK_WORD_BITS];
+        uint64_t kb = bits_b[i / PND_MASK_WORD_BITS];
+
+        for (size_t j = i; j < i + PND_MASK_WORD_BITS; j += 4 * GROUP) {
+            vec4d p0 = load4(p + j), p1 = load4(p + j + 4);
+            vec4d p2 = load4(p + j + 8), p3 = load4(p + j + 12);
+
+            a0 += keep(p0, ka);
+            b0 += keep(p0, kb);
+            a1 += keep(p1, ka >> 4);
+            b1 += keep(p1, kb >> 4);
+            a2 += keep(p2, ka >> 8);
+            b2 += keep(p2, kb >> 8);
+            a3 += keep(p3, ka >> 12);
+            b3 += keep(p3, kb >> 12);
+            ka >>= 16;
+            kb >>= 16;
+        }
+    }
+    *sum_a = sum_bits_finish(i, d, p, bits_a, a0, a1, a2, a3);
+    *sum_b = sum_bits_finish(i, d, p, bits_b, b0, b1, b2, b3);
 }
 
 __attribute__((target_clones("avx2", "default")))
@@ -262,6 +305,17 @@ pnd_mask_sum_bits_rows(size_t h, size_t d, const double *p,
 {
     for (size_t u = 0; u < h; u++)
         sums[u] = sum_bits_row(d, p + u * d, bits + u * nw);
+}
+
+__attribute__((target_clones("avx2", "default")))
+void
+pnd_mask_sum_bits_rows_pair(size_t h, size_t d, const double *p,
+                            const uint64_t *bits_a, const uint64_t *bits_b,
+                            size_t nw, double *sums_a, double *sums_b)
+{
+    for (size_t u = 0; u < h; u++)
+        sum_bits_pair(d, p + u * d, bits_a + u * nw, bits_b + u * nw,
+                      &sums_a[u], &sums_b[u]);
 }
 
 /* p[u d + i] = W[u d + i] * x[i]: the products that

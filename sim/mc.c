@@ -368,10 +368,49 @@ draw_batch_loss(const struct loss_ctx *lc, uint64_t j,
     return PND_OK;
 }
 
+/* L_j and L_{j+1} of two draws, each exactly as draw_batch_loss computes
+ * it, with the first layer of every sample computed for both draws at once
+ * (pnd_net_loss_sample_two_draws). */
+static int
+draw_pair_batch_loss(const struct loss_ctx *lc, uint64_t j,
+                     struct pnd_net_workspace *w, double *result /* (2) */)
+{
+    const struct pnd_data *data = lc->data;
+    double sum[2] = { 0.0, 0.0 };
+
+    for (size_t k = 0; k < data->n; k++) {
+        struct pnd_mask_key keys[2];
+        double losses[2];
+
+        for (int t = 0; t < 2; t++) {
+            keys[t].seed = lc->seed;
+            keys[t].layer = 0;
+            keys[t].step = j + (uint64_t) t;
+            keys[t].sample = lc->view->shared ? 0 : k;
+        }
+        PND_TRY(pnd_net_loss_sample_two_draws(&lc->view->net, data, k, keys,
+                                              w, losses));
+        sum[0] += losses[0];
+        sum[1] += losses[1];
+    }
+    result[0] = sum[0] / (double) data->n;
+    result[1] = sum[1] / (double) data->n;
+    return PND_OK;
+}
+
 static int
 loss_run_chunk(void *ctx, uint64_t first, uint64_t count, void *ws, void *acc)
 {
-    for (uint64_t j = first; j < first + count; j++) {
+    uint64_t j = first;
+
+    for (; j + 1 < first + count; j += 2) {
+        double loss[2];
+
+        PND_TRY(draw_pair_batch_loss(ctx, j, ws, loss));
+        pnd_moment_acc_add(acc, loss[0]);
+        pnd_moment_acc_add(acc, loss[1]);
+    }
+    if (j < first + count) {
         double loss;
 
         PND_TRY(draw_batch_loss(ctx, j, ws, &loss));

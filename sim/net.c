@@ -296,9 +296,10 @@ pnd_net_workspace_alloc(const struct pnd_net *net)
     w->da = malloc(width_max * sizeof *w->da);
     w->dz = malloc(width_max * sizeof *w->dz);
     w->masked_W = malloc(weights_max * sizeof *w->masked_W);
+    w->z_two = malloc(2 * net->layers[0].d_out * sizeof *w->z_two);
     if (w->z == NULL || w->a == NULL || w->mask_w == NULL || w->y == NULL
         || w->dy == NULL || w->da == NULL || w->dz == NULL
-        || w->masked_W == NULL)
+        || w->masked_W == NULL || w->z_two == NULL)
         goto fail;
     for (size_t l = 0; l < net->n_layers; l++) {
         const struct pnd_layer *layer = &net->layers[l];
@@ -339,6 +340,7 @@ pnd_net_workspace_free(struct pnd_net_workspace *w)
     free(w->da);
     free(w->dz);
     free(w->masked_W);
+    free(w->z_two);
     free(w);
 }
 
@@ -577,19 +579,14 @@ pnd_net_loss_with_masks(const struct pnd_net *net,
     return output_loss(net, data, k, w->a[net->n_layers - 1], w->y, NULL, loss);
 }
 
-/* Forward pass of sample k with masks drawn from key; fills w->z and w->a. */
+/* Forward pass through layers first.. of input, the input of layer first,
+ * with masks drawn from key; fills w->z and w->a of those layers. */
 static int
-forward_sample(const struct pnd_net *net, const struct pnd_data *data,
-               size_t k, const struct pnd_mask_key *key,
-               struct pnd_net_workspace *w, const double **h_last)
+forward_layers(const struct pnd_net *net, size_t first, const double *input,
+               const struct pnd_mask_key *key, struct pnd_net_workspace *w,
+               const double **h_last)
 {
-    const double *input = data->X + k * data->d;
-
-    if (k >= data->n)
-        PND_ERROR(PND_EINVAL, "sample %zu is outside the data set of %zu samples",
-                  k, data->n);
-
-    for (size_t l = 0; l < net->n_layers; l++) {
+    for (size_t l = first; l < net->n_layers; l++) {
         const struct pnd_layer *layer = &net->layers[l];
         struct pnd_mask_key layer_key = *key;
 
@@ -601,6 +598,48 @@ forward_sample(const struct pnd_net *net, const struct pnd_data *data,
         input = w->a[l];
     }
     *h_last = input;
+    return PND_OK;
+}
+
+/* Forward pass of sample k with masks drawn from key; fills w->z and w->a. */
+static int
+forward_sample(const struct pnd_net *net, const struct pnd_data *data,
+               size_t k, const struct pnd_mask_key *key,
+               struct pnd_net_workspace *w, const double **h_last)
+{
+    if (k >= data->n)
+        PND_ERROR(PND_EINVAL, "sample %zu is outside the data set of %zu samples",
+                  k, data->n);
+    return forward_layers(net, 0, data->X + k * data->d, key, w, h_last);
+}
+
+int
+pnd_net_loss_sample_two_draws(const struct pnd_net *net,
+                              const struct pnd_data *data, size_t k,
+                              const struct pnd_mask_key *keys,
+                              struct pnd_net_workspace *w, double *losses)
+{
+    const struct pnd_layer *first = &net->layers[0];
+    struct pnd_mask_key first_keys[2] = { keys[0], keys[1] };
+
+    if (k >= data->n)
+        PND_ERROR(PND_EINVAL, "sample %zu is outside the data set of %zu samples",
+                  k, data->n);
+    first_keys[0].layer = 0;
+    first_keys[1].layer = 0;
+    PND_TRY(pnd_layer_forward_two_draws(&first->mask, first_keys,
+                                        first->d_out, first->d_in, first->W,
+                                        first->b, data->X + k * data->d,
+                                        w->z_two, w->mask_w[0]));
+    for (int t = 0; t < 2; t++) {
+        const double *h_last;
+
+        memcpy(w->z[0], w->z_two + t * first->d_out,
+               first->d_out * sizeof *w->z[0]);
+        activation_forward(first->act, first->d_out, w->z[0], w->a[0]);
+        PND_TRY(forward_layers(net, 1, w->a[0], &keys[t], w, &h_last));
+        PND_TRY(output_loss(net, data, k, h_last, w->y, NULL, &losses[t]));
+    }
     return PND_OK;
 }
 

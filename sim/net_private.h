@@ -15,6 +15,7 @@ struct pnd_net_workspace {
     double *da;                          /* (width_max) dl/d activation */
     double *dz;                          /* (width_max) dl/dz */
     double *masked_W;                    /* (largest d_out * d_in) W o M */
+    double *z_two;                       /* (2, layers[0].d_out) two draws */
     struct pnd_mask_workspace **mask_w;  /* (n_layers) */
 };
 
@@ -30,5 +31,14 @@ const double *pnd_net_output_clean(const struct pnd_net *net, const double *x,
 int pnd_net_workspace_fix_input(struct pnd_net_workspace *w,
                                 const struct pnd_net *net,
                                 const struct pnd_data *data);
+
+/* pnd_net_loss_sample of sample k under two draws, keys[0] and keys[1]:
+ * the same losses bit for bit, with the first layer computed for both
+ * draws at once (pnd_layer_forward_two_draws). */
+int pnd_net_loss_sample_two_draws(const struct pnd_net *net,
+                                  const struct pnd_data *data, size_t k,
+                                  const struct pnd_mask_key *keys /* (2) */,
+                                  struct pnd_net_workspace *w,
+                                  double *losses /* (2) */);
 
 #endif

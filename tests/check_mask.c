@@ -894,6 +894,33 @@ forward_plain(const struct pnd_mask_spec *spec,
     pnd_mask_workspace_free(w);
 }
 
+/* pnd_layer_forward_two_draws on row x with keys key and key at step + 7
+ * gives z_first (h) for the first draw and, for the second, the bits of a
+ * plain pass. */
+static void
+check_two_draws(const struct pnd_mask_spec *spec,
+                const struct pnd_mask_key *key, struct layer *L,
+                const double *x, const double *z_first)
+{
+    struct pnd_mask_key keys[2] = { *key, *key };
+    double *Z2 = malloc(2 * L->h * sizeof *Z2);      /* (2, h) */
+    double *Zsecond = malloc(L->h * sizeof *Zsecond);  /* (h) */
+
+    ck_assert(Z2 && Zsecond);
+    keys[1].step = key->step + 7;
+    ck_assert_int_eq(pnd_layer_forward_two_draws(spec, keys, L->h, L->d,
+                                                 L->W, L->b, x, Z2, L->w),
+                     PND_OK);
+    forward_plain(spec, &keys[1], 1, L->h, L->d, L->W, L->b, x, Zsecond);
+    ck_assert_msg(memcmp(Z2, z_first, L->h * sizeof *Z2) == 0,
+                  "scheme %d: first of two draws differs", (int) spec->scheme);
+    ck_assert_msg(memcmp(Z2 + L->h, Zsecond, L->h * sizeof *Z2) == 0,
+                  "scheme %d: second of two draws differs",
+                  (int) spec->scheme);
+    free(Z2);
+    free(Zsecond);
+}
+
 /* With the product cache, the forward pass gives the bits of the pass
  * without it, for whole batches and for single rows. Of the steps, the
  * first fills the cache and the others read it. The reference kernel
@@ -944,6 +971,10 @@ START_TEST(test_mask_product_cache_matches)
                                      h * sizeof *Zplain) == 0,
                               "shape %zu step %llu: row %zu differs", c,
                               (unsigned long long) step, k);
+                /* Two draws of the row at once, as the loss estimator
+                 * calls it: the second draw is a later step. */
+                check_two_draws(&spec, &kk, &L, L.X + k * d,
+                                Zplain + k * h);
             }
         }
         free(M);
@@ -951,6 +982,34 @@ START_TEST(test_mask_product_cache_matches)
         free(Zplain);
         layer_free(&L);
     }
+}
+END_TEST
+
+/* Without a product cache, and for the other schemes, two draws at once
+ * are two plain passes; NULL keys are refused. */
+START_TEST(test_mask_two_draws_plain)
+{
+    size_t n = 1, h = 4, d = 70;
+    struct layer L = layer_make(n, h, d, 1700);
+    double *Zfirst = malloc(h * sizeof *Zfirst);     /* (h) */
+    struct pnd_mask_key key = test_key();
+
+    ck_assert_ptr_nonnull(Zfirst);
+    for (size_t j = 0; j < N_MASKED; j++) {
+        struct pnd_mask_spec spec = { masked_schemes[j], TEST_P, NULL };
+
+        forward_plain(&spec, &key, 1, h, d, L.W, L.b, L.X, Zfirst);
+        check_two_draws(&spec, &key, &L, L.X, Zfirst);
+    }
+    {
+        struct pnd_mask_spec spec = { PND_SCHEME_PERNODEDROP, TEST_P, NULL };
+
+        ck_assert_int_eq(pnd_layer_forward_two_draws(&spec, NULL, h, d, L.W,
+                                                     L.b, L.X, L.Z, L.w),
+                         PND_EINVAL);
+    }
+    free(Zfirst);
+    layer_free(&L);
 }
 END_TEST
 
@@ -1357,6 +1416,7 @@ pnd_mask_suite(void)
     tcase_add_test(core, test_mask_gradient_finite_differences);
     tcase_add_test(core, test_mask_sum_bits_matches_dot);
     tcase_add_test(core, test_mask_product_cache_matches);
+    tcase_add_test(core, test_mask_two_draws_plain);
     tcase_add_test(core, test_mask_product_cache_not_stale);
     tcase_add_test(core, test_mask_product_cache_limits);
     suite_add_tcase(s, core);

@@ -601,10 +601,11 @@ make_pernodedrop_net(enum pnd_model model, size_t d, size_t n_layers, size_t n,
 }
 
 /* pnd_mc_loss keeps the products of the first layer with the data
- * (pnd_net_workspace_fix_input). Its estimate must have the bits of the
- * same draws computed one by one through pnd_net_loss_sample on a
- * workspace without that cache. The draws fit in one chunk, so both add
- * them in the same order. */
+ * (pnd_net_workspace_fix_input) and computes that layer for two draws at a
+ * time. Its estimate must have the bits of the same draws computed one by
+ * one through pnd_net_loss_sample on a workspace without that cache. The
+ * draws fit in one chunk, so both add them in the same order; their odd
+ * number leaves a last draw on its own. */
 static void
 check_loss_matches_uncached(enum pnd_model model, size_t d, size_t n_layers,
                             size_t n)
@@ -615,7 +616,7 @@ check_loss_matches_uncached(enum pnd_model model, size_t d, size_t n_layers,
     struct pnd_mc_options opt;
     struct pnd_estimate mc, plain;
     struct pnd_moment_acc acc;
-    uint64_t draws = 300;
+    uint64_t draws = 301;
 
     make_pernodedrop_net(model, d, n_layers, n, &net, &data);
     mc_options(&opt, draws, TEST_SEED);
