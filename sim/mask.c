@@ -774,6 +774,16 @@ draw_chunk_bits(const struct pnd_mask_spec *spec,
     }
 }
 
+/* Output u of a pernodedrop layer from its sum of kept terms: the inverted
+ * scale, then the bias when b is not NULL. */
+static inline double
+scale_shift(double scale, double sum, const double *b, size_t u)
+{
+    double z = scale * sum;
+
+    return b ? z + b[u] : z;
+}
+
 static void
 forward_pernodedrop(const struct pnd_mask_spec *spec,
                     const struct pnd_mask_key *key, size_t n, size_t h,
@@ -783,6 +793,8 @@ forward_pernodedrop(const struct pnd_mask_spec *spec,
     double scale = 1.0 / (1.0 - spec->p);
     size_t nw = pnd_mask_words(d);
     uint64_t *cache = cache_for_forward(n, w);   /* (n, h, nw) or NULL */
+    size_t plain[MASK_CHUNK];    /* (n_plain) samples without cached products */
+    size_t n_plain;
 
     for (size_t k0 = 0; k0 < n; k0 += MASK_CHUNK) {
         size_t nc = n - k0 < MASK_CHUNK ? n - k0 : MASK_CHUNK;
@@ -797,53 +809,43 @@ forward_pernodedrop(const struct pnd_mask_spec *spec,
         /* A sample with cached products, or a chunk of one sample, takes
          * all h rows in one call. The others go row by row, so that a row
          * of W serves every sample of the chunk while it is in cache. */
+        n_plain = 0;
         for (size_t k = 0; k < nc; k++) {
             const double *p = w->product_rows[k];
             double *z = Z + (k0 + k) * h;    /* (h) */
 
-            if (p != NULL)
+            if (p != NULL) {
                 pnd_mask_sum_bits_rows(h, d, p, bits + k * h * nw, nw, z);
-            else if (nc == 1)
+            } else if (nc == 1) {
                 pnd_mask_dot_bits_rows(h, d, W, X + k0 * d, bits, nw, z);
-            else
+            } else {
+                plain[n_plain++] = k;
                 continue;
-            for (size_t u = 0; u < h; u++) {
-                double zu = scale * z[u];
-
-                z[u] = b ? zu + b[u] : zu;
             }
+            for (size_t u = 0; u < h; u++)
+                z[u] = scale_shift(scale, z[u], b, u);
         }
-        for (size_t u = 0; u < h && nc > 1; u++) {
-            size_t pending = nc;    /* a sample waiting for a partner */
+        /* Two samples share each load of a row of W. */
+        for (size_t u = 0; u < h; u++) {
+            size_t i = 0;
 
-            for (size_t k = 0; k < nc; k++) {
+            for (; i + 1 < n_plain; i += 2) {
+                size_t ka = plain[i], kb = plain[i + 1];
                 double z[2];
-                size_t done[2] = { pending, k };
 
-                if (w->product_rows[k] != NULL)
-                    continue;
-                if (pending == nc) {
-                    pending = k;
-                    continue;
-                }
-                /* Two samples share each load of the row of W. */
-                pnd_mask_dot_bits_pair(d, W + u * d, X + (k0 + pending) * d,
-                                       X + (k0 + k) * d,
-                                       bits + (pending * h + u) * nw,
-                                       bits + (k * h + u) * nw, z);
-                for (int t = 0; t < 2; t++) {
-                    double zt = scale * z[t];
-
-                    Z[(k0 + done[t]) * h + u] = b ? zt + b[u] : zt;
-                }
-                pending = nc;
+                pnd_mask_dot_bits_pair(d, W + u * d, X + (k0 + ka) * d,
+                                       X + (k0 + kb) * d,
+                                       bits + (ka * h + u) * nw,
+                                       bits + (kb * h + u) * nw, z);
+                Z[(k0 + ka) * h + u] = scale_shift(scale, z[0], b, u);
+                Z[(k0 + kb) * h + u] = scale_shift(scale, z[1], b, u);
             }
-            if (pending < nc) {
-                double z = scale * pnd_mask_dot_bits(d, W + u * d,
-                                                     X + (k0 + pending) * d,
-                                                     bits + (pending * h + u) * nw);
+            if (i < n_plain) {
+                size_t k = plain[i];
+                double z = pnd_mask_dot_bits(d, W + u * d, X + (k0 + k) * d,
+                                             bits + (k * h + u) * nw);
 
-                Z[(k0 + pending) * h + u] = b ? z + b[u] : z;
+                Z[(k0 + k) * h + u] = scale_shift(scale, z, b, u);
             }
         }
     }
@@ -1064,11 +1066,8 @@ pnd_layer_forward_two_draws(const struct pnd_mask_spec *spec,
     draw_chunk_bits(spec, &keys[1], 0, 1, h, nw, bits + h * nw);
     pnd_mask_sum_bits_rows_pair(h, d, p, bits, bits + h * nw, nw, Z, Z + h);
     scale = 1.0 / (1.0 - spec->p);
-    for (size_t u = 0; u < 2 * h; u++) {
-        double z = scale * Z[u];
-
-        Z[u] = b ? z + b[u % h] : z;
-    }
+    for (size_t u = 0; u < 2 * h; u++)
+        Z[u] = scale_shift(scale, Z[u], b, u % h);
     return check_finite(fn, "Z", Z, 2 * h);
 }
 

@@ -346,6 +346,18 @@ loss_ws_free(void *ws)
     pnd_net_workspace_free(ws);
 }
 
+/* The mask key of sample k in draw j. */
+static struct pnd_mask_key
+loss_key(const struct loss_ctx *lc, uint64_t j, size_t k)
+{
+    struct pnd_mask_key key = {
+        .seed = lc->seed, .layer = 0, .step = j,
+        .sample = lc->view->shared ? 0 : k
+    };
+
+    return key;
+}
+
 /* L_j = (1/n) sum_k l_k of draw j. */
 static int
 draw_batch_loss(const struct loss_ctx *lc, uint64_t j,
@@ -355,10 +367,7 @@ draw_batch_loss(const struct loss_ctx *lc, uint64_t j,
     double sum = 0.0;
 
     for (size_t k = 0; k < data->n; k++) {
-        struct pnd_mask_key key = {
-            .seed = lc->seed, .layer = 0, .step = j,
-            .sample = lc->view->shared ? 0 : k
-        };
+        struct pnd_mask_key key = loss_key(lc, j, k);
         double loss;
 
         PND_TRY(pnd_net_loss_sample(&lc->view->net, data, k, &key, w, &loss));
@@ -379,15 +388,11 @@ draw_pair_batch_loss(const struct loss_ctx *lc, uint64_t j,
     double sum[2] = { 0.0, 0.0 };
 
     for (size_t k = 0; k < data->n; k++) {
-        struct pnd_mask_key keys[2];
+        struct pnd_mask_key keys[2] = {
+            loss_key(lc, j, k), loss_key(lc, j + 1, k)
+        };
         double losses[2];
 
-        for (int t = 0; t < 2; t++) {
-            keys[t].seed = lc->seed;
-            keys[t].layer = 0;
-            keys[t].step = j + (uint64_t) t;
-            keys[t].sample = lc->view->shared ? 0 : k;
-        }
         PND_TRY(pnd_net_loss_sample_two_draws(&lc->view->net, data, k, keys,
                                               w, losses));
         sum[0] += losses[0];

@@ -566,15 +566,23 @@ pnd_net_output_clean(const struct pnd_net *net, const double *x,
     return w->y;
 }
 
+/* Raise PND_EINVAL when k is not a sample index of data. */
+static int
+check_sample(const struct pnd_data *data, size_t k)
+{
+    if (k >= data->n)
+        PND_ERROR(PND_EINVAL, "sample %zu is outside the data set of %zu "
+                  "samples: use an index below %zu", k, data->n, data->n);
+    return PND_OK;
+}
+
 int
 pnd_net_loss_with_masks(const struct pnd_net *net,
                         const struct pnd_data *data, size_t k,
                         const double *const *masks,
                         struct pnd_net_workspace *w, double *loss)
 {
-    if (k >= data->n)
-        PND_ERROR(PND_EINVAL, "sample %zu is outside the data set of %zu samples",
-                  k, data->n);
+    PND_TRY(check_sample(data, k));
     PND_TRY(forward_with_masks(net, data->X + k * data->d, masks, w));
     return output_loss(net, data, k, w->a[net->n_layers - 1], w->y, NULL, loss);
 }
@@ -607,9 +615,7 @@ forward_sample(const struct pnd_net *net, const struct pnd_data *data,
                size_t k, const struct pnd_mask_key *key,
                struct pnd_net_workspace *w, const double **h_last)
 {
-    if (k >= data->n)
-        PND_ERROR(PND_EINVAL, "sample %zu is outside the data set of %zu samples",
-                  k, data->n);
+    PND_TRY(check_sample(data, k));
     return forward_layers(net, 0, data->X + k * data->d, key, w, h_last);
 }
 
@@ -622,9 +628,7 @@ pnd_net_loss_sample_two_draws(const struct pnd_net *net,
     const struct pnd_layer *first = &net->layers[0];
     struct pnd_mask_key first_keys[2] = { keys[0], keys[1] };
 
-    if (k >= data->n)
-        PND_ERROR(PND_EINVAL, "sample %zu is outside the data set of %zu samples",
-                  k, data->n);
+    PND_TRY(check_sample(data, k));
     first_keys[0].layer = 0;
     first_keys[1].layer = 0;
     PND_TRY(pnd_layer_forward_two_draws(&first->mask, first_keys,
