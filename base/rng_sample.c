@@ -16,9 +16,9 @@
  * lanes that are still open. pnd_rng_bernoulli_words instead takes blocks
  * of 64 result words (the last block shorter) from two generators r[0] and
  * r[1]. Word j compares the first m digits (m = 5, or fewer when q has
- * fewer) of all 64 lanes with those of q, always drawing m outputs of
- * r[j % 2], with no branch that depends on the outputs; the two
- * generators' multiplications overlap in time. A lane still open then lies
+ * fewer) of all 64 lanes with those of q. It always draws m outputs of
+ * r[j % 2], with no branch that depends on the outputs, so the two
+ * generators' multiplications can overlap in time. A lane still open then lies
  * below q exactly when the rest of its digits lie below
  * q_rest = 2^m q - floor(2^m q), the digits of q after the m-th, and those
  * digits are fresh fair bits. So each open lane takes one bit of a word of
@@ -30,8 +30,8 @@
  * (5% of words have some), in the order (word, lane), take the bits of the
  * overflow words that r[0] draws next, lowest bit first. About 2 of the 64
  * lanes stay open, so a word costs 5 + 5 7.3 / 64, or about 5.6, outputs
- * instead of 7.3, and the data-dependent exit of the digit loop, a
- * mispredicted branch per word, happens once per tail word instead. The
+ * instead of 7.3. The data-dependent exit of the digit loop, a mispredicted
+ * branch, then happens once per tail word instead of once per word. The
  * result is exact for the same reason as above. pnd_rng_bernoulli_words_ref
  * does the same lane by lane. (3 digits need only 3.9 outputs, but sharing
  * out about 8 open lanes per word then costs more than the outputs it saves
@@ -162,11 +162,11 @@ struct words_q {
 /* Two 64-bit words in one SSE2 register (baseline x86-64). */
 typedef uint64_t word_pair __attribute__((vector_size(16)));
 
-/* Give the lowest SLOT_BITS open lanes of each word the bits of its slot,
- * lowest lane first, leave in open[j] the lanes still open after them, and
- * return those lanes of all words ORed. Two words at a time in the lanes of
- * a vector; there is no branch: a step past the last open lane of a word
- * finds low = 0 and changes nothing. */
+/* Gives the lowest SLOT_BITS open lanes of each word the bits of its slot,
+ * lowest lane first, leaves in open[j] the lanes still open after them, and
+ * returns those lanes of all words ORed. It works on two words at a time in
+ * the lanes of a vector, without a branch, because a step past the last
+ * open lane of a word finds low = 0 and changes nothing. */
 static uint64_t
 fill_slots(size_t n, const uint64_t *slot /* (ceil(n / WORDS_PER_SLOT)) */,
            uint64_t *open /* (n) */, uint64_t *words /* (n) */)
@@ -198,10 +198,10 @@ fill_slots(size_t n, const uint64_t *slot /* (ceil(n / WORDS_PER_SLOT)) */,
     return any[0] | any[1];
 }
 
-/* Give the lanes of words (n) that are open after the slot bits, in the
+/* Gives the lanes of words (n) that are open after the slot bits, in the
  * order (word, lane), the bits of the overflow words of the block, lowest
- * first. A block has 3.4 such words on average; bit j of a 64-bit flag word
- * marks them, so that the loop visits only them. */
+ * first. A block has 3.4 such words on average, so bit j of a 64-bit flag
+ * word marks them and the loop visits only them. */
 static void
 fill_overflow(pnd_pcg64 *g, const struct words_q *wq, size_t n,
               const uint64_t *open /* (n) */, uint64_t *words /* (n) */)
@@ -225,10 +225,10 @@ fill_overflow(pnd_pcg64 *g, const struct words_q *wq, size_t n,
     }
 }
 
-/* The first n_head digits of the lanes of n words: word j draws them from
- * r[j % 2], and its lanes below q go to words[j], those equal to q so far
- * to open[j]. In a function of its own (head_digits below), so that the
- * generators' states stay in registers. */
+/* Compares the first n_head digits of the lanes of n words with those of q.
+ * Word j draws them from r[j % 2]; its lanes below q go to words[j] and
+ * those equal to q so far to open[j]. head_digits below calls it from a
+ * function of its own, so that the generators' states stay in registers. */
 static inline __attribute__((always_inline)) void
 head_digits_inline(pnd_pcg64 *r /* (2) */, const uint64_t *q_digit,
                    int n_head, size_t n, uint64_t *words /* (n) */,
@@ -237,10 +237,10 @@ head_digits_inline(pnd_pcg64 *r /* (2) */, const uint64_t *q_digit,
     pnd_pcg64 g0 = r[0], g1 = r[1];
     size_t j = 0;
 
-    /* The first digits of every lane, two words at a time so that the two
-     * generators' chains of multiplications overlap. A branch on a digit
-     * of q goes the same way in every word, so it is predicted; it saves
-     * the instructions of a branch-free compare. */
+    /* Two words at a time, so that the two generators' chains of
+     * multiplications overlap. A branch on a digit of q goes the same way
+     * in every word, so it is predicted and costs less than a branch-free
+     * compare. */
     for (; j + 1 < n; j += 2) {
         uint64_t o0 = ~(uint64_t) 0, o1 = ~(uint64_t) 0;
         uint64_t w0 = 0, w1 = 0;
@@ -284,8 +284,8 @@ head_digits_inline(pnd_pcg64 *r /* (2) */, const uint64_t *q_digit,
     r[1] = g1;
 }
 
-/* head_digits_inline, with the usual count of digits known at compile time
- * so that its loop over them is unrolled. */
+/* Calls head_digits_inline with the usual count of digits known at compile
+ * time, so that its loop over them is unrolled. */
 static __attribute__((noinline)) void
 head_digits(pnd_pcg64 *r /* (2) */, const uint64_t *q_digit, int n_head,
             size_t n, uint64_t *words /* (n) */, uint64_t *open /* (n) */)
@@ -296,8 +296,8 @@ head_digits(pnd_pcg64 *r /* (2) */, const uint64_t *q_digit, int n_head,
         head_digits_inline(r, q_digit, n_head, n, words, open);
 }
 
-/* One block of n <= WORDS_BLOCK words (see the file comment): word j takes
- * its first digits from r[j % 2], the tail words come from r[0]. */
+/* Draws one block of n <= WORDS_BLOCK words (see the file comment). Word j
+ * takes its first digits from r[j % 2], and the tail words come from r[0]. */
 static void
 bernoulli_block(pnd_pcg64 *r /* (2) */, const struct words_q *wq, size_t n,
                 uint64_t *words /* (n) */)

@@ -303,8 +303,8 @@ bench_sim(int argc, char **argv)
     if (code != 0)
         return code;
 #ifdef PND_HAVE_OPENBLAS
-    /* The draws run in parallel over OpenMP threads; BLAS threads of their
-     * own would only compete with them, as they do not in the peer. */
+    /* pnd's draws already run in parallel over OpenMP threads, so BLAS
+     * threads of their own would only compete with them. */
     openblas_set_num_threads(1);
 #endif
 
@@ -562,8 +562,8 @@ train_run_alloc(const struct bench_train_options *o, enum pnd_scheme scheme,
     return PND_OK;
 }
 
-/* One training step t (masked forward and backward, then an Adam update of
- * every parameter), timed. */
+/* Runs and times training step t: the masked forward and backward passes,
+ * then an Adam update of every parameter. */
 static int
 train_run_step(struct train_run *run, size_t batch, const double *X,
                const int *labels, unsigned long long t, double *seconds)
@@ -582,8 +582,8 @@ train_run_step(struct train_run *run, size_t batch, const double *X,
     return PND_OK;
 }
 
-/* Seconds per training step of our MLP for each of the n schemes, the
- * median of o->steps timed steps. The schemes take turns in blocks of
+/* Measures the seconds per training step of our MLP for each of the n
+ * schemes, as the median of o->steps timed steps. The schemes take turns in blocks of
  * BENCH_TRAIN_BLOCK steps, so that a change of the machine's load during
  * the run reaches all of them alike and their ratios stay put. */
 static int

@@ -502,8 +502,9 @@ product_cache_clear(struct pnd_mask_workspace *w)
     w->fixed_h = w->fixed_d = w->fixed_n = 0;
 }
 
-/* The product cache. Products are made lazily, by the first forward pass
- * that reads a row, because the caller may promise more rows than it uses.
+/* Sets up the product cache. Products are made lazily, by the first forward
+ * pass that reads a row, because the caller may promise more rows than it
+ * uses.
  * A slot records the input row it was made from and is remade when the row
  * at the same place has other content. */
 int
@@ -547,9 +548,9 @@ pnd_mask_workspace_fix_product(struct pnd_mask_workspace *w, size_t h,
     return PND_OK;
 }
 
-/* The cached products (h, d) of W with the input row x, made now if the
- * slot is empty or was made from other content. NULL when W, h, d or x is
- * not covered by the promise of pnd_mask_workspace_fix_product. */
+/* Returns the cached products (h, d) of W with the input row x, made now if
+ * the slot is empty or was made from other content. Returns NULL when W, h,
+ * d or x is not covered by the promise of pnd_mask_workspace_fix_product. */
 static const double *
 product_lookup(struct pnd_mask_workspace *w, size_t h, size_t d,
                const double *W, const double *x /* (d) */)
@@ -774,8 +775,8 @@ draw_chunk_bits(const struct pnd_mask_spec *spec,
     }
 }
 
-/* Output u of a pernodedrop layer from its sum of kept terms: the inverted
- * scale, then the bias when b is not NULL. */
+/* Returns output u of a pernodedrop layer from its sum of kept terms: the
+ * sum times the inverted scale, plus the bias when b is not NULL. */
 static inline double
 scale_shift(double scale, double sum, const double *b, size_t u)
 {
@@ -1060,8 +1061,8 @@ pnd_layer_forward_two_draws(const struct pnd_mask_spec *spec,
         PND_TRY(pnd_layer_forward(spec, &keys[0], 1, h, d, W, b, x, Z, w));
         return pnd_layer_forward(spec, &keys[1], 1, h, d, W, b, x, Z + h, w);
     }
-    /* Each draw's sums equal those of pnd_layer_forward bit for bit; one
-     * pass over the products serves both. */
+    /* One pass over the products serves both draws, and each draw's sums
+     * equal those of pnd_layer_forward bit for bit. */
     draw_chunk_bits(spec, &keys[0], 0, 1, h, nw, bits);
     draw_chunk_bits(spec, &keys[1], 0, 1, h, nw, bits + h * nw);
     pnd_mask_sum_bits_rows_pair(h, d, p, bits, bits + h * nw, nw, Z, Z + h);

@@ -87,8 +87,7 @@ bits16(const uint64_t *bits, size_t i)
 
 /* --- masked dot products and updates ------------------------------------- */
 
-/* The masked dot product of one row, inlined into each clone below. */
-/* The end of dot_bits_row after its whole words of keep bits, from
+/* Finishes dot_bits_row after its whole words of keep bits, from
  * connection i (a multiple of 64) on. It adds blocks of 16 connections,
  * then the last groups of 4, sums the accumulators, and adds the
  * connections after the last whole group. */
@@ -124,6 +123,8 @@ dot_bits_finish(size_t i, size_t d, const double *w, const double *x,
     return sum;
 }
 
+/* Returns the masked dot product of one row, inlined into each clone
+ * below. */
 static inline __attribute__((always_inline)) double
 dot_bits_row(size_t d, const double *w, const double *x,
              const uint64_t *bits)
@@ -147,8 +148,8 @@ dot_bits_row(size_t d, const double *w, const double *x,
     return dot_bits_finish(i, d, w, x, bits, acc0, acc1, acc2, acc3);
 }
 
-/* dot_bits_row for two inputs xa and xb with their own keep bits: the same
- * sums, each added in the same order, but one load of w serves both. */
+/* Computes dot_bits_row for two inputs xa and xb with their own keep bits.
+ * Each sum is added in the same order, but one load of w serves both. */
 static inline __attribute__((always_inline)) void
 dot_bits_pair(size_t d, const double *w, const double *xa, const double *xb,
               const uint64_t *bits_a, const uint64_t *bits_b, double *sum_a,
@@ -236,8 +237,8 @@ sum_bits_row(size_t d, const double *p, const uint64_t *bits)
     return sum_bits_finish(i, d, p, bits, acc0, acc1, acc2, acc3);
 }
 
-/* sum_bits_row for two sets of keep bits on the same products: one load of
- * p serves both. */
+/* Computes sum_bits_row for two sets of keep bits on the same products,
+ * with one load of p for both. */
 static inline __attribute__((always_inline)) void
 sum_bits_pair(size_t d, const double *p, const uint64_t *bits_a,
               const uint64_t *bits_b, double *sum_a, double *sum_b)

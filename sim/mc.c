@@ -346,7 +346,7 @@ loss_ws_free(void *ws)
     pnd_net_workspace_free(ws);
 }
 
-/* The mask key of sample k in draw j. */
+/* Returns the mask key of sample k in draw j. */
 static struct pnd_mask_key
 loss_key(const struct loss_ctx *lc, uint64_t j, size_t k)
 {
@@ -377,9 +377,9 @@ draw_batch_loss(const struct loss_ctx *lc, uint64_t j,
     return PND_OK;
 }
 
-/* L_j and L_{j+1} of two draws, each exactly as draw_batch_loss computes
- * it, with the first layer of every sample computed for both draws at once
- * (pnd_net_loss_sample_two_draws). */
+/* Computes L_j and L_{j+1} of two draws, each exactly as draw_batch_loss
+ * computes it, with the first layer of every sample computed for both
+ * draws at once (pnd_net_loss_sample_two_draws). */
 static int
 draw_pair_batch_loss(const struct loss_ctx *lc, uint64_t j,
                      struct pnd_net_workspace *w, double *result /* (2) */)

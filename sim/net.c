@@ -566,7 +566,7 @@ pnd_net_output_clean(const struct pnd_net *net, const double *x,
     return w->y;
 }
 
-/* Raise PND_EINVAL when k is not a sample index of data. */
+/* Raises PND_EINVAL when k is not a sample index of data. */
 static int
 check_sample(const struct pnd_data *data, size_t k)
 {
@@ -587,8 +587,9 @@ pnd_net_loss_with_masks(const struct pnd_net *net,
     return output_loss(net, data, k, w->a[net->n_layers - 1], w->y, NULL, loss);
 }
 
-/* Forward pass through layers first.. of input, the input of layer first,
- * with masks drawn from key; fills w->z and w->a of those layers. */
+/* Runs the forward pass from layer `first` to the last on input, the input
+ * of layer `first`, with masks drawn from key. Fills w->z and w->a of those
+ * layers. */
 static int
 forward_layers(const struct pnd_net *net, size_t first, const double *input,
                const struct pnd_mask_key *key, struct pnd_net_workspace *w,
@@ -609,7 +610,8 @@ forward_layers(const struct pnd_net *net, size_t first, const double *input,
     return PND_OK;
 }
 
-/* Forward pass of sample k with masks drawn from key; fills w->z and w->a. */
+/* Runs the forward pass of sample k with masks drawn from key and fills
+ * w->z and w->a. */
 static int
 forward_sample(const struct pnd_net *net, const struct pnd_data *data,
                size_t k, const struct pnd_mask_key *key,

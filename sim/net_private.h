@@ -32,9 +32,9 @@ int pnd_net_workspace_fix_input(struct pnd_net_workspace *w,
                                 const struct pnd_net *net,
                                 const struct pnd_data *data);
 
-/* pnd_net_loss_sample of sample k under two draws, keys[0] and keys[1]:
- * the same losses bit for bit, with the first layer computed for both
- * draws at once (pnd_layer_forward_two_draws). */
+/* Computes pnd_net_loss_sample of sample k under two draws, keys[0] and
+ * keys[1], bit for bit, with the first layer computed for both draws at
+ * once (pnd_layer_forward_two_draws). */
 int pnd_net_loss_sample_two_draws(const struct pnd_net *net,
                                   const struct pnd_data *data, size_t k,
                                   const struct pnd_mask_key *keys /* (2) */,

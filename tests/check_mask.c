@@ -813,10 +813,10 @@ static const size_t product_shapes[][3] = {
 };
 #define N_PRODUCT_SHAPES (sizeof product_shapes / sizeof product_shapes[0])
 
-/* The sums of cached products over all rows are the masked dot products
- * of the rows, bit for bit, for all-kept, all-dropped and random keep
- * bits, and so are the dot products over all rows in one call and those of
- * two inputs on one row. */
+/* The sums of cached products over all rows equal the masked dot products
+ * of the rows bit for bit, for all-kept, all-dropped and random keep bits.
+ * So do the dot products over all rows in one call and those of two inputs
+ * on one row. */
 START_TEST(test_mask_sum_bits_matches_dot)
 {
     size_t h = 3;
@@ -986,7 +986,7 @@ START_TEST(test_mask_product_cache_matches)
 END_TEST
 
 /* Without a product cache, and for the other schemes, two draws at once
- * are two plain passes; NULL keys are refused. */
+ * are two plain passes. NULL keys are rejected. */
 START_TEST(test_mask_two_draws_plain)
 {
     size_t n = 1, h = 4, d = 70;

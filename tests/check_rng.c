@@ -530,9 +530,9 @@ END_TEST
  * blocks of 64 and a part of one. */
 #define WORDS_PER_CALL 200
 
-/* n words of Bernoulli(q) bits, one call each from r[0] (many = false) or
- * WORDS_PER_CALL per call of pnd_rng_bernoulli_words from r[0] and r[1]
- * (many = true). */
+/* Fills words with n words of Bernoulli(q) bits: one call each from r[0]
+ * (many = false), or WORDS_PER_CALL per call of pnd_rng_bernoulli_words
+ * from r[0] and r[1] (many = true). */
 static void
 bernoulli_fill(pnd_pcg64 *r /* (2) */, double q, bool many, size_t n,
                uint64_t *words /* (n) */)
@@ -704,8 +704,8 @@ START_TEST(test_bernoulli_words_match_reference)
 }
 END_TEST
 
-/* Outputs that r advanced from start, counted by stepping a copy (at most
- * limit steps; limit + 1 means "more"). */
+/* Counts the outputs that r advanced from start by stepping a copy. It
+ * stops after limit steps and then returns limit + 1. */
 static int
 outputs_drawn(pnd_pcg64 start, const pnd_pcg64 *r, int limit)
 {

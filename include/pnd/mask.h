@@ -135,10 +135,10 @@ int pnd_layer_forward(const struct pnd_mask_spec *spec,
                       const double *X, double *Z,
                       struct pnd_mask_workspace *w);
 
-/* Forward pass of one sample x (d) under two draws: Z (2, h) holds the
- * results of pnd_layer_forward with n = 1 and keys[0], then keys[1], bit
- * for bit. A pernodedrop layer whose products w keeps
- * (pnd_mask_workspace_fix_product) reads them once for both draws; other
+/* Runs the forward pass of one sample x (d) under two draws. Z (2, h)
+ * receives the results of pnd_layer_forward with n = 1 and keys[0], then
+ * keys[1], bit for bit. A pernodedrop layer whose products w keeps
+ * (pnd_mask_workspace_fix_product) reads them once for both draws. Other
  * layers take two calls of pnd_layer_forward. */
 int pnd_layer_forward_two_draws(const struct pnd_mask_spec *spec,
                                 const struct pnd_mask_key *keys /* (2) */,

@@ -124,12 +124,12 @@ void pnd_rng_derive_gsl(gsl_rng *r, uint64_t seed, const uint64_t *coords,
  * digits (one when q = 1/2, none when q <= 0 or q >= 1). q <= 0 or NaN
  * gives 0, q >= 1 gives all ones. */
 uint64_t pnd_rng_bernoulli_word(pnd_pcg64 *r, double q);
-/* n_words words of independent Bernoulli(q) bits into words (n_words),
- * exact like pnd_rng_bernoulli_word, from two generators r[0] and r[1]
- * (two streams of pcg64-dxsm whose multiplications overlap in time) and
- * about 5.6 outputs per word instead of 7.3: blocks of 64 words compare 5
+/* Draws n_words words of independent Bernoulli(q) bits into words
+ * (n_words), exact like pnd_rng_bernoulli_word. It uses two pcg64-dxsm
+ * generators r[0] and r[1], whose multiplications overlap in time, and
+ * about 5.6 outputs per word instead of 7.3. Blocks of 64 words compare 5
  * digits of q in every lane (fewer when q has fewer), word j drawing them
- * from r[j % 2], then draw bits for the lanes still open from r[0]
+ * from r[j % 2]. Then r[0] draws bits for the lanes still open
  * (rng_sample.c gives the order).
  * The words depend on how the draws are split into calls. q <= 0 or NaN
  * gives zeros and q >= 1 all ones, without drawing. */
