@@ -12,30 +12,17 @@
  * compares lane by lane, with the digits of q found by doubling, and must
  * give the same bits from the same words.
  *
- * Many Bernoulli words. Most of the 7.3 words of a call decide only the few
- * lanes that are still open. pnd_rng_bernoulli_words instead takes blocks
- * of 64 result words (the last block shorter) from two generators r[0] and
- * r[1]. Word j compares the first m digits (m = 5, or fewer when q has
- * fewer) of all 64 lanes with those of q. It always draws m outputs of
- * r[j % 2], with no branch that depends on the outputs, so the two
- * generators' multiplications can overlap in time. A lane still open then lies
- * below q exactly when the rest of its digits lie below
- * q_rest = 2^m q - floor(2^m q), the digits of q after the m-th, and those
- * digits are fresh fair bits. So each open lane takes one bit of a word of
- * pnd_rng_bernoulli_word(r[0], q_rest) (none when q_rest = 0: the open
- * lanes are then at or above q, and give 0): after the block's first
- * digits, r[0] draws ceil(n / 16) slot words, and word j owns bits
- * 4 (j % 16) to 4 (j % 16) + 3 of slot word j / 16, which its first 4
- * open lanes take, lowest lane first. Open lanes after the fourth of a word
- * (5% of words have some), in the order (word, lane), take the bits of the
- * overflow words that r[0] draws next, lowest bit first. About 2 of the 64
- * lanes stay open, so a word costs 5 + 5 7.3 / 64, or about 5.6, outputs
- * instead of 7.3. The data-dependent exit of the digit loop, a mispredicted
- * branch, then happens once per tail word instead of once per word. The
- * result is exact for the same reason as above. pnd_rng_bernoulli_words_ref
- * does the same lane by lane. (3 digits need only 3.9 outputs, but sharing
- * out about 8 open lanes per word then costs more than the outputs it saves
- * on the test machine.)
+ * Many Bernoulli words. pnd_rng_bernoulli_words draws from two generators
+ * r[0] and r[1], whose multiplications overlap in time, and chooses its
+ * method by the number of binary digits of q:
+ * - at most 4 digits: word j compares all of them in its 64 lanes at once,
+ *   drawing one output of r[j % 2] per digit; a lane equal to q in every
+ *   digit is at or above q. 0.5 costs one output per word, 0.8125 four.
+ * - 5 to 64 digits (every q in [2^-11, 1) with more than 4): bytes of 8
+ *   lanes by inversion of their exact distribution (base/rng_table.c),
+ *   about 2 outputs per word.
+ * - more digits (q < 2^-11): word j is pnd_rng_bernoulli_word(r[j % 2], q).
+ * pnd_rng_bernoulli_words_ref does the same by plainer means.
  *
  * Normals. The ziggurat of G. Marsaglia and W. W. Tsang, "The Ziggurat
  * Method for Generating Random Variables", J. Stat. Softw. 5(8), 2000, with
@@ -50,6 +37,7 @@
 #include <math.h>
 #include <string.h>
 
+#include "base/rng_table.h"
 #include "base/rng_ziggurat.h"
 #include "pnd/rng.h"
 
@@ -127,112 +115,14 @@ pnd_rng_bernoulli_word(pnd_pcg64 *r, double q)
                                 __builtin_ctzll(mantissa));
 }
 
-/* Digits of q that pnd_rng_bernoulli_words compares in every lane before it
- * batches the open lanes, and the words in a batch. */
-#define WORDS_HEAD_DIGITS 5
-#define WORDS_BLOCK 64
-
-/* Digit k (weight 2^-k, k >= 1) of q = mantissa 2^(exponent - 53), as all
- * zeros or all ones. */
-static inline uint64_t
-digit_mask(uint64_t mantissa, int exponent, int k)
-{
-    int bit = 53 - exponent - k;
-
-    return bit >= 0 && bit <= 52 ? -((mantissa >> bit) & 1) : 0;
-}
-
-/* The parts of q that every block of pnd_rng_bernoulli_words uses, worked
- * out once per call: its first digits as masks, and q_rest split like q for
- * bernoulli_word_split. */
-struct words_q {
-    uint64_t q_digit[WORDS_HEAD_DIGITS];
-    int n_head;                      /* digits compared: fewer when q ends */
-    uint64_t rest_mantissa;          /* 0 when q_rest = 0 */
-    int rest_exponent;
-    int rest_last;
-};
-
-/* Tail bits that every word of a block owns in its slot word, and the
- * words that share one slot word. A word has 2 open lanes on average and
- * more than 4 about 5% of the time (Binomial(64, 1/32)). */
-#define SLOT_BITS 4
-#define WORDS_PER_SLOT (64 / SLOT_BITS)
-
-/* Two 64-bit words in one SSE2 register (baseline x86-64). */
-typedef uint64_t word_pair __attribute__((vector_size(16)));
-
-/* Gives the lowest SLOT_BITS open lanes of each word the bits of its slot,
- * lowest lane first, leaves in open[j] the lanes still open after them, and
- * returns those lanes of all words ORed. It works on two words at a time in
- * the lanes of a vector, without a branch, because a step past the last
- * open lane of a word finds low = 0 and changes nothing. */
-static uint64_t
-fill_slots(size_t n, const uint64_t *slot /* (ceil(n / WORDS_PER_SLOT)) */,
-           uint64_t *open /* (n) */, uint64_t *words /* (n) */)
-{
-    word_pair any = { 0, 0 };
-
-    for (size_t j = 0; j < n; j += 2) {
-        size_t j1 = j + 1 < n ? j + 1 : j;    /* an odd n repeats the last */
-        word_pair o = { open[j], open[j1] };
-        word_pair w = { words[j], words[j1] };
-        word_pair bits = {
-            slot[j / WORDS_PER_SLOT] >> (SLOT_BITS * (j % WORDS_PER_SLOT)),
-            slot[j1 / WORDS_PER_SLOT] >> (SLOT_BITS * (j1 % WORDS_PER_SLOT))
-        };
-
-#pragma GCC unroll 8
-        for (int m = 0; m < SLOT_BITS; m++) {
-            word_pair low = o & -o;
-
-            w |= low & -((bits >> m) & 1);
-            o ^= low;
-        }
-        words[j] = w[0];
-        open[j] = o[0];
-        words[j1] = w[1];
-        open[j1] = o[1];
-        any |= o;
-    }
-    return any[0] | any[1];
-}
-
-/* Gives the lanes of words (n) that are open after the slot bits, in the
- * order (word, lane), the bits of the overflow words of the block, lowest
- * first. A block has 3.4 such words on average, so bit j of a 64-bit flag
- * word marks them and the loop visits only them. */
-static void
-fill_overflow(pnd_pcg64 *g, const struct words_q *wq, size_t n,
-              const uint64_t *open /* (n) */, uint64_t *words /* (n) */)
-{
-    uint64_t bits = 0, flagged = 0;
-    unsigned used = 64;              /* bits of `bits` given out */
-
-    for (size_t j = 0; j < n; j++)
-        flagged |= (uint64_t) (open[j] != 0) << j;
-    for (; flagged != 0; flagged &= flagged - 1) {
-        size_t j = (size_t) __builtin_ctzll(flagged);
-
-        for (uint64_t o = open[j]; o != 0; o &= o - 1) {
-            if (used == 64) {
-                bits = bernoulli_word_split(g, wq->rest_mantissa,
-                                            wq->rest_exponent, wq->rest_last);
-                used = 0;
-            }
-            words[j] |= ((bits >> used++) & 1) << __builtin_ctzll(o);
-        }
-    }
-}
-
-/* Compares the first n_head digits of the lanes of n words with those of q.
- * Word j draws them from r[j % 2]; its lanes below q go to words[j] and
- * those equal to q so far to open[j]. head_digits below calls it from a
- * function of its own, so that the generators' states stay in registers. */
+/* Compares all n_head digits of q with those of the lanes of n words.
+ * Word j draws them from r[j % 2]; its lanes below q go to words[j], and
+ * the lanes equal to q in every digit are at or above it. sliced_words
+ * calls it from a function of its own, so that the generators' states stay
+ * in registers. */
 static inline __attribute__((always_inline)) void
 head_digits_inline(pnd_pcg64 *r /* (2) */, const uint64_t *q_digit,
-                   int n_head, size_t n, uint64_t *words /* (n) */,
-                   uint64_t *open /* (n) */)
+                   int n_head, size_t n, uint64_t *words /* (n) */)
 {
     pnd_pcg64 g0 = r[0], g1 = r[1];
     size_t j = 0;
@@ -260,9 +150,7 @@ head_digits_inline(pnd_pcg64 *r /* (2) */, const uint64_t *q_digit,
             }
         }
         words[j] = w0;
-        open[j] = o0;
         words[j + 1] = w1;
-        open[j + 1] = o1;
     }
     if (j < n) {                     /* an odd last word: j is even */
         uint64_t o0 = ~(uint64_t) 0, w0 = 0;
@@ -278,90 +166,72 @@ head_digits_inline(pnd_pcg64 *r /* (2) */, const uint64_t *q_digit,
             }
         }
         words[j] = w0;
-        open[j] = o0;
     }
     r[0] = g0;
     r[1] = g1;
 }
 
-/* Calls head_digits_inline with the usual count of digits known at compile
- * time, so that its loop over them is unrolled. */
+/* Calls head_digits_inline with the largest count of digits known at
+ * compile time, so that its loop over them is unrolled. */
 static __attribute__((noinline)) void
 head_digits(pnd_pcg64 *r /* (2) */, const uint64_t *q_digit, int n_head,
-            size_t n, uint64_t *words /* (n) */, uint64_t *open /* (n) */)
+            size_t n, uint64_t *words /* (n) */)
 {
-    if (n_head == WORDS_HEAD_DIGITS)
-        head_digits_inline(r, q_digit, WORDS_HEAD_DIGITS, n, words, open);
+    if (n_head == PND_BERNOULLI_SLICED_DIGITS)
+        head_digits_inline(r, q_digit, PND_BERNOULLI_SLICED_DIGITS, n, words);
     else
-        head_digits_inline(r, q_digit, n_head, n, words, open);
+        head_digits_inline(r, q_digit, n_head, n, words);
 }
 
-/* Draws one block of n <= WORDS_BLOCK words (see the file comment). Word j
- * takes its first digits from r[j % 2], and the tail words come from r[0]. */
+/* pnd_rng_bernoulli_words for a q of at most PND_BERNOULLI_SLICED_DIGITS
+ * digits: they are all compared, and a lane equal to q in all of them is
+ * at or above q. */
 static void
-bernoulli_block(pnd_pcg64 *r /* (2) */, const struct words_q *wq, size_t n,
-                uint64_t *words /* (n) */)
+sliced_words(pnd_pcg64 *r /* (2) */, double q, size_t n_words,
+             uint64_t *words)
 {
-    uint64_t open[WORDS_BLOCK];      /* (n) lanes equal to q so far */
-    uint64_t slot[WORDS_BLOCK / WORDS_PER_SLOT];    /* (n_slot) */
-    uint64_t any_over;               /* an open lane after the slot bits */
-    unsigned n_slot;
+    uint64_t q_digit[PND_BERNOULLI_SLICED_DIGITS];
+    uint64_t mantissa;
+    int exponent, n_head;
 
-    head_digits(r, wq->q_digit, wq->n_head, n, words, open);
-    if (wq->rest_mantissa == 0)
-        return;    /* open lanes against q_rest = 0 are above q */
+    split_double(q, &mantissa, &exponent);
+    /* q's last digit 1 is digit 53 - exponent - ctz(mantissa). */
+    n_head = 53 - exponent - __builtin_ctzll(mantissa);
+    for (int k = 0; k < n_head; k++) {
+        int bit = 53 - exponent - (k + 1);    /* digit k + 1 of q */
 
-    /* One Bernoulli(q_rest) bit per open lane. Word j's first SLOT_BITS
-     * open lanes take bits SLOT_BITS (j % WORDS_PER_SLOT) onwards of slot
-     * word j / WORDS_PER_SLOT; the lanes after them, in the order (word,
-     * lane), take the bits of the overflow words, lowest first. */
-    n_slot = (n + WORDS_PER_SLOT - 1) / WORDS_PER_SLOT;
-    for (unsigned i = 0; i < n_slot; i++)
-        slot[i] = bernoulli_word_split(&r[0], wq->rest_mantissa,
-                                       wq->rest_exponent, wq->rest_last);
-    any_over = fill_slots(n, slot, open, words);
-    if (any_over != 0)
-        fill_overflow(&r[0], wq, n, open, words);
+        q_digit[k] = bit >= 0 && bit <= 52 ? -((mantissa >> bit) & 1) : 0;
+    }
+    head_digits(r, q_digit, n_head, n_words, words);
 }
 
 void
 pnd_rng_bernoulli_words(pnd_pcg64 *r /* (2) */, double q, size_t n_words,
                         uint64_t *words)
 {
-    struct words_q wq;
-    uint64_t mantissa;
-    int exponent;
-    double q_rest;
+    pnd_bernoulli_table *t;
 
-    if (!(q > 0.0) || q >= 1.0) {
-        uint64_t constant = q >= 1.0 ? ~(uint64_t) 0 : 0;
-
+    switch (pnd_bernoulli_method_of(q)) {
+    case PND_BERNOULLI_CONSTANT:
         for (size_t j = 0; j < n_words; j++)
-            words[j] = constant;
-        return;
-    }
-    split_double(q, &mantissa, &exponent);
-    for (int k = 0; k < WORDS_HEAD_DIGITS; k++)
-        wq.q_digit[k] = digit_mask(mantissa, exponent, k + 1);
-    /* q's last digit 1 is digit 53 - exponent - ctz(mantissa). */
-    wq.n_head = 53 - exponent - __builtin_ctzll(mantissa);
-    if (wq.n_head > WORDS_HEAD_DIGITS)
-        wq.n_head = WORDS_HEAD_DIGITS;
-    /* The digits of q after the first WORDS_HEAD_DIGITS, exactly: scaling
-     * by a power of 2 and removing the integer part round nothing. */
-    q_rest = ldexp(q, WORDS_HEAD_DIGITS);
-    q_rest -= floor(q_rest);
-    wq.rest_mantissa = 0;
-    wq.rest_exponent = 0;
-    wq.rest_last = 0;
-    if (q_rest > 0.0) {
-        split_double(q_rest, &wq.rest_mantissa, &wq.rest_exponent);
-        wq.rest_last = __builtin_ctzll(wq.rest_mantissa);
-    }
-    for (size_t j0 = 0; j0 < n_words; j0 += WORDS_BLOCK) {
-        size_t n = n_words - j0 < WORDS_BLOCK ? n_words - j0 : WORDS_BLOCK;
-
-        bernoulli_block(r, &wq, n, words + j0);
+            words[j] = q >= 1.0 ? ~(uint64_t) 0 : 0;
+        break;
+    case PND_BERNOULLI_SLICED:
+        sliced_words(r, q, n_words, words);
+        break;
+    case PND_BERNOULLI_TABLE:
+        /* The search gives the same words without the table's memory. */
+        t = pnd_bernoulli_table_alloc(q);
+        if (t != NULL)
+            pnd_rng_bernoulli_words_table(r, t, n_words, words);
+        else
+            pnd_bernoulli_words_search(r, q, n_words, words);
+        pnd_bernoulli_table_free(t);
+        break;
+    case PND_BERNOULLI_WORDWISE:
+        for (size_t j = 0; j < n_words; j++)
+            words[j] = pnd_rng_bernoulli_word(&r[j % 2], q);
+        break;
     }
 }
 
@@ -369,74 +239,46 @@ void
 pnd_rng_bernoulli_words_ref(pnd_pcg64 *r /* (2) */, double q, size_t n_words,
                             uint64_t *words)
 {
-    unsigned char q_digit[WORDS_HEAD_DIGITS];
-    size_t open_word[WORDS_BLOCK * 64], open_lane[WORDS_BLOCK * 64];
-    uint64_t overflow = 0;
+    unsigned char q_digit[PND_BERNOULLI_SLICED_DIGITS];
     double rest = q;
     int n_head = 0;
 
-    if (!(q > 0.0) || q >= 1.0) {
+    switch (pnd_bernoulli_method_of(q)) {
+    case PND_BERNOULLI_CONSTANT:
         for (size_t j = 0; j < n_words; j++)
             words[j] = q >= 1.0 ? ~(uint64_t) 0 : 0;
         return;
+    case PND_BERNOULLI_TABLE:
+        pnd_bernoulli_words_search(r, q, n_words, words);
+        return;
+    case PND_BERNOULLI_WORDWISE:
+        for (size_t j = 0; j < n_words; j++)
+            words[j] = pnd_rng_bernoulli_word_ref(&r[j % 2], q);
+        return;
+    case PND_BERNOULLI_SLICED:
+        break;
     }
-    /* First digits of q by doubling, up to its last digit 1; rest is then
-     * q_rest. */
-    while (n_head < WORDS_HEAD_DIGITS && rest > 0.0) {
+
+    /* All digits of q by doubling. */
+    while (rest > 0.0) {
         rest *= 2.0;
         q_digit[n_head] = rest >= 1.0;
         rest -= q_digit[n_head];
         n_head++;
     }
+    for (size_t j = 0; j < n_words; j++) {
+        uint64_t digits[PND_BERNOULLI_SLICED_DIGITS];
 
-    for (size_t j0 = 0; j0 < n_words; j0 += WORDS_BLOCK) {
-        size_t n = n_words - j0 < WORDS_BLOCK ? n_words - j0 : WORDS_BLOCK;
-        size_t n_open = 0;
-        uint64_t slot[WORDS_BLOCK / WORDS_PER_SLOT];
+        for (int k = 0; k < n_head; k++)
+            digits[k] = pnd_pcg64dxsm_next_inline(&r[j % 2]);
+        words[j] = 0;
+        for (int lane = 0; lane < 64; lane++) {
+            int k = 0;
 
-        for (size_t j = j0; j < j0 + n; j++) {
-            uint64_t digits[WORDS_HEAD_DIGITS];
-
-            for (int k = 0; k < n_head; k++)
-                digits[k] = pnd_pcg64dxsm_next_inline(&r[j % 2]);
-            words[j] = 0;
-            for (int lane = 0; lane < 64; lane++) {
-                int k = 0;
-
-                while (k < n_head && ((digits[k] >> lane) & 1) == q_digit[k])
-                    k++;
-                if (k == n_head) {
-                    open_word[n_open] = j;
-                    open_lane[n_open++] = (size_t) lane;
-                } else if (q_digit[k]) {
-                    words[j] |= (uint64_t) 1 << lane;
-                }
-            }
-        }
-        if (rest == 0.0)
-            continue;
-        for (size_t i = 0; i < (n + WORDS_PER_SLOT - 1) / WORDS_PER_SLOT; i++)
-            slot[i] = pnd_rng_bernoulli_word_ref(&r[0], rest);
-        /* The m-th open lane of word j (m from 0) takes bit
-         * SLOT_BITS (j % WORDS_PER_SLOT) + m of its slot word while
-         * m < SLOT_BITS, and the next overflow bit after that. */
-        for (size_t i = 0, m = 0, used = 64; i < n_open; i++) {
-            size_t j = open_word[i];
-            uint64_t bit;
-
-            m = i > 0 && open_word[i - 1] == j ? m + 1 : 0;
-            if (m < SLOT_BITS) {
-                size_t b = (j - j0) % WORDS_PER_SLOT * SLOT_BITS + m;
-
-                bit = (slot[(j - j0) / WORDS_PER_SLOT] >> b) & 1;
-            } else {
-                if (used == 64) {
-                    overflow = pnd_rng_bernoulli_word_ref(&r[0], rest);
-                    used = 0;
-                }
-                bit = (overflow >> used++) & 1;
-            }
-            words[j] |= bit << open_lane[i];
+            while (k < n_head && ((digits[k] >> lane) & 1) == q_digit[k])
+                k++;
+            if (k < n_head && q_digit[k])
+                words[j] |= (uint64_t) 1 << lane;
         }
     }
 }

@@ -186,11 +186,11 @@ optimizer_step(const struct pnd_train_config *cfg, struct run_state *s,
 
 /* ------------------------------------------------------------ statistics */
 
-/* Co-adaptation statistics of every hidden layer on the first n_stats
- * images of ref, and R_diag, R_cross on the first n_r of them. */
+/* The statistics of measure_coadapt below, without the divergence
+ * message. */
 static int
-measure_coadapt(struct run_state *s, const struct pnd_dataset *ref,
-                size_t n_stats, size_t n_r, struct pnd_coadapt *stats)
+measure_coadapt_at(struct run_state *s, const struct pnd_dataset *ref,
+                   size_t n_stats, size_t n_r, struct pnd_coadapt *stats)
 {
     const struct pnd_mlp *mlp = s->mlp;
     size_t n_hidden = mlp->spec.n_layers - 1;
@@ -213,6 +213,23 @@ measure_coadapt(struct run_state *s, const struct pnd_dataset *ref,
         stats[l].R_cross = n_r > 0 ? R_cross[l] : (double) NAN;
     }
     return PND_OK;
+}
+
+/* Co-adaptation statistics of every hidden layer on the first n_stats
+ * images of ref, and R_diag, R_cross on the first n_r of them. A
+ * statistic that overflows means that the weights did, so it raises
+ * PND_ENUMERIC as divergence at step, like a non-finite loss. */
+static int
+measure_coadapt(struct run_state *s, const struct pnd_dataset *ref,
+                size_t n_stats, size_t n_r, uint64_t step, size_t epoch,
+                double lr, struct pnd_coadapt *stats)
+{
+    int status = measure_coadapt_at(s, ref, n_stats, n_r, stats);
+
+    if (status == PND_ENUMERIC)
+        PND_ERROR(PND_ENUMERIC, "training diverged by step %llu (epoch %zu): %s. Lower train.lr (now %g)",
+                  (unsigned long long) step, epoch, pnd_error_message(), lr);
+    return status;
 }
 
 /* ------------------------------------------------------------ outputs */
@@ -630,7 +647,8 @@ pnd_train_run_data(const struct pnd_train_config *cfg,
 
         status = evaluate_all(&s, data, &e);
         if (status == PND_OK && n_hidden > 0)
-            status = measure_coadapt(&s, stats_set, n_stats, n_r, result->coadapt);
+            status = measure_coadapt(&s, stats_set, n_stats, n_r, step, e.epoch,
+                                     cfg->lr, result->coadapt);
         if (status != PND_OK)
             goto done;
         e.time_eval_s = pnd_wall_seconds() - t1;
@@ -687,7 +705,8 @@ pnd_train_run_data(const struct pnd_train_config *cfg,
         e.step = step;
         status = evaluate_all(&s, data, &e);
         if (status == PND_OK && n_hidden > 0)
-            status = measure_coadapt(&s, stats_set, n_stats, n_r, result->coadapt);
+            status = measure_coadapt(&s, stats_set, n_stats, n_r, step, e.epoch,
+                                     cfg->lr, result->coadapt);
         if (status != PND_OK)
             goto done;
         result->train_loss = e.train_loss;

@@ -101,6 +101,8 @@ struct pnd_mask_workspace {
     double *product_inputs;      /* (product_slots, fixed_d) input of a slot */
     bool *product_ready;         /* (product_slots) the slot contains products */
     const double **product_rows; /* (MASK_CHUNK) a chunk's products, or NULL */
+    /* Table of the keep bits' draws for keep_q = 1 - p, or NULL. */
+    pnd_bernoulli_table *keep_table;
 };
 
 /* --- names, checks and moments ------------------------------------------ */
@@ -597,6 +599,7 @@ pnd_mask_workspace_free(struct pnd_mask_workspace *w)
     free(w->products);
     free(w->product_inputs);
     free(w->product_ready);
+    pnd_bernoulli_table_free(w->keep_table);
     free(w);
 }
 
@@ -763,15 +766,27 @@ cache_for_backward(const struct pnd_mask_spec *spec,
 static void
 draw_chunk_bits(const struct pnd_mask_spec *spec,
                 const struct pnd_mask_key *key, size_t k0, size_t nc,
-                size_t h, size_t nw, uint64_t *bits)
+                size_t h, size_t nw, uint64_t *bits,
+                struct pnd_mask_workspace *w)
 {
+    double q = 1.0 - spec->p;
+
+    /* The table serves every sample with this p. Without memory for it,
+     * pnd_rng_bernoulli_words gives the same words more slowly. */
+    if (w->keep_table == NULL || pnd_bernoulli_table_q(w->keep_table) != q) {
+        pnd_bernoulli_table_free(w->keep_table);
+        w->keep_table = pnd_bernoulli_table_alloc(q);
+    }
     for (size_t k = 0; k < nc; k++) {
         pnd_pcg64 pair[2];
 
         mask_derive_pair(pair, key->seed, key->layer, key->step,
                          key->sample + k0 + k);
-        pnd_rng_bernoulli_words(pair, 1.0 - spec->p, h * nw,
-                                bits + k * h * nw);
+        if (w->keep_table != NULL)
+            pnd_rng_bernoulli_words_table(pair, w->keep_table, h * nw,
+                                          bits + k * h * nw);
+        else
+            pnd_rng_bernoulli_words(pair, q, h * nw, bits + k * h * nw);
     }
 }
 
@@ -802,7 +817,7 @@ forward_pernodedrop(const struct pnd_mask_spec *spec,
         /* (nc, h, nw): in the cache, or in its first chunk as scratch */
         uint64_t *bits = cache ? cache + k0 * h * nw : w->cache;
 
-        draw_chunk_bits(spec, key, k0, nc, h, nw, bits);
+        draw_chunk_bits(spec, key, k0, nc, h, nw, bits, w);
         /* (nc) cached products (h, d) of each sample, or NULL */
         for (size_t k = 0; k < nc; k++)
             w->product_rows[k] = product_lookup(w, h, d, W, X + (k0 + k) * d);
@@ -883,7 +898,7 @@ backward_pernodedrop(const struct pnd_mask_spec *spec,
         if (cache) {
             bits = cache + k0 * h * nw;
         } else {
-            draw_chunk_bits(spec, key, k0, nc, h, nw, w->cache);
+            draw_chunk_bits(spec, key, k0, nc, h, nw, w->cache, w);
             bits = w->cache;
         }
         for (size_t u = 0; u < h; u++) {
@@ -1063,8 +1078,8 @@ pnd_layer_forward_two_draws(const struct pnd_mask_spec *spec,
     }
     /* One pass over the products serves both draws, and each draw's sums
      * equal those of pnd_layer_forward bit for bit. */
-    draw_chunk_bits(spec, &keys[0], 0, 1, h, nw, bits);
-    draw_chunk_bits(spec, &keys[1], 0, 1, h, nw, bits + h * nw);
+    draw_chunk_bits(spec, &keys[0], 0, 1, h, nw, bits, w);
+    draw_chunk_bits(spec, &keys[1], 0, 1, h, nw, bits + h * nw, w);
     pnd_mask_sum_bits_rows_pair(h, d, p, bits, bits + h * nw, nw, Z, Z + h);
     scale = 1.0 / (1.0 - spec->p);
     for (size_t u = 0; u < 2 * h; u++)

@@ -718,13 +718,13 @@ outputs_drawn(pnd_pcg64 start, const pnd_pcg64 *r, int limit)
     return steps;
 }
 
-/* When q ends after m <= 5 binary digits, the many-word sampler compares
+/* When q ends after m <= 4 binary digits, the many-word sampler compares
  * only those m digits and draws nothing else: exactly m outputs per word,
  * word j from generator j % 2. 101 words: 51 from r[0], 50 from r[1]. */
 START_TEST(test_bernoulli_words_short_q)
 {
     static const struct { double q; int m; } cases[] = {
-        { 0.5, 1 }, { 0.75, 2 }, { 0.625, 3 }, { 21.0 / 32.0, 5 },
+        { 0.5, 1 }, { 0.75, 2 }, { 0.625, 3 }, { 13.0 / 16.0, 4 },
     };
     uint64_t words[101];
 
@@ -741,6 +741,113 @@ START_TEST(test_bernoulli_words_short_q)
         ck_assert_int_eq(outputs_drawn(start[1], &r[1], 1000),
                          50 * cases[t].m);
     }
+}
+END_TEST
+
+/* A q of 5 to 64 digits goes by bytes of 8 lanes: every word takes one
+ * output of r[0] and one of r[1], and only a tied byte takes more, from
+ * r[0]. With 16-digit cells, q = 0.9 ties about 2.3% of the words, so
+ * 1000 words take about 23 more outputs (at least one here), and no q
+ * takes a few hundred. */
+START_TEST(test_bernoulli_words_table_outputs)
+{
+    static const double qs[] = { 0.9, 21.0 / 32.0, 0.1, 0x1p-11 + 0x1p-60 };
+    uint64_t words[1000];
+
+    for (size_t t = 0; t < sizeof qs / sizeof qs[0]; t++) {
+        pnd_pcg64 r[2], start[2];
+        int extra;
+
+        pnd_pcg64dxsm_init(&r[0], 60 + t, 1);
+        pnd_pcg64dxsm_init(&r[1], 60 + t, 2);
+        start[0] = r[0];
+        start[1] = r[1];
+        pnd_rng_bernoulli_words(r, qs[t], 1000, words);
+        ck_assert_int_eq(outputs_drawn(start[1], &r[1], 2000), 1000);
+        extra = outputs_drawn(start[0], &r[0], 3000) - 1000;
+        ck_assert_msg(extra >= (t == 0 ? 1 : 0) && extra <= 200,
+                      "q = %.17g: %d outputs for ties in 1000 words",
+                      qs[t], extra);
+    }
+}
+END_TEST
+
+/* The bytes of the table method follow the exact distribution of 8
+ * Bernoulli(q) lanes: value o has probability q^k (1 - q)^(8 - k) with k
+ * its ones. q = 21/32 has all 256 values likely enough for a chi-square
+ * test over them, and its boundaries end after 40 digits, so its ties
+ * (3% of the words) are decided by the first further output. q = 0.9 is
+ * tested by the number of ones, since most of its values are too rare.
+ * Bound: the mean of the statistic plus Z_BOUND standard deviations. */
+START_TEST(test_bernoulli_words_byte_distribution)
+{
+    static const double qs[] = { 21.0 / 32.0, 0.9 };
+    const size_t n_words = 40000;
+    uint64_t *words = malloc(n_words * sizeof *words);    /* (n_words) */
+
+    ck_assert_ptr_nonnull(words);
+    for (size_t t = 0; t < sizeof qs / sizeof qs[0]; t++) {
+        double q = qs[t], n_bytes = 8.0 * (double) n_words;
+        unsigned long count[256] = { 0 };
+        double chi2 = 0;
+        int cells = t == 0 ? 256 : 9;
+        pnd_pcg64 r[2];
+
+        pnd_pcg64dxsm_init(&r[0], 90 + t, 5);
+        pnd_pcg64dxsm_init(&r[1], 90 + t, 6);
+        pnd_rng_bernoulli_words(r, q, n_words, words);
+        for (size_t j = 0; j < n_words; j++)
+            for (int b = 0; b < 8; b++) {
+                unsigned o = (unsigned) (words[j] >> (8 * b)) & 0xff;
+
+                count[t == 0 ? o : (unsigned) __builtin_popcount(o)]++;
+            }
+        for (int c = 0; c < cells; c++) {
+            int k = t == 0 ? __builtin_popcount((unsigned) c) : c;
+            double p = pow(q, k) * pow(1.0 - q, 8 - k);
+            double expected;
+
+            if (t == 1) {       /* Binomial(8, q) */
+                double ways = 1;
+
+                for (int i = 0; i < k; i++)
+                    ways = ways * (8 - i) / (i + 1);
+                p *= ways;
+            }
+            expected = n_bytes * p;
+            chi2 += (count[c] - expected) * (count[c] - expected) / expected;
+        }
+        ck_assert_msg(chi2 <= (cells - 1) + Z_BOUND * sqrt(2.0 * (cells - 1)),
+                      "q = %g: chi-square %g over %d cells", q, chi2, cells);
+    }
+    free(words);
+}
+END_TEST
+
+/* A table serves any q: for q of another method it gives the words of
+ * pnd_rng_bernoulli_words, and it keeps its q. */
+START_TEST(test_bernoulli_table_any_q)
+{
+    static const double qs[] = { 0.9, 0.5, 0x1p-20, 0.0, 1.0 };
+    uint64_t a[300], b[300];
+
+    for (size_t t = 0; t < sizeof qs / sizeof qs[0]; t++) {
+        pnd_bernoulli_table *table = pnd_bernoulli_table_alloc(qs[t]);
+        pnd_pcg64 r[2], s[2];
+
+        ck_assert_ptr_nonnull(table);
+        ck_assert_double_eq(pnd_bernoulli_table_q(table), qs[t]);
+        pnd_pcg64dxsm_init(&r[0], 7, 8);
+        pnd_pcg64dxsm_init(&r[1], 9, 10);
+        s[0] = r[0];
+        s[1] = r[1];
+        pnd_rng_bernoulli_words_table(r, table, 300, a);
+        pnd_rng_bernoulli_words(s, qs[t], 300, b);
+        ck_assert_mem_eq(a, b, sizeof a);
+        ck_assert(r[0].state == s[0].state && r[1].state == s[1].state);
+        pnd_bernoulli_table_free(table);
+    }
+    pnd_bernoulli_table_free(NULL);
 }
 END_TEST
 
@@ -1107,6 +1214,9 @@ pnd_rng_suite(void)
     tcase_add_test(core, test_bernoulli_words_match_reference);
     tcase_add_test(core, test_bernoulli_words_per_call);
     tcase_add_test(core, test_bernoulli_words_short_q);
+    tcase_add_test(core, test_bernoulli_words_table_outputs);
+    tcase_add_test(core, test_bernoulli_words_byte_distribution);
+    tcase_add_test(core, test_bernoulli_table_any_q);
     tcase_add_test(core, test_normal_moments);
     tcase_add_test(core, test_normal_chisq_bins);
     tcase_add_test(core, test_normal_ks);

@@ -1,0 +1,446 @@
+/* Bernoulli words eight lanes at a time, by inversion of the exact
+ * distribution of a byte of keep bits.
+ *
+ * Eight independent Bernoulli(q) lanes take one of 256 values o (bit l of o
+ * is lane l), with probability P(o) = q^k (1 - q)^(8 - k), k the number of
+ * ones in o. Put the values in increasing order on [0, 1): o takes the
+ * interval [C_o, C_(o+1)) with C_0 = 0 and C_(o+1) = C_o + P(o). A uniform
+ * number V with infinitely many binary digits then falls in the interval
+ * of o with probability P(o), so the value whose interval holds V is an
+ * exact draw of the eight lanes.
+ *
+ * The C_o are exact. When q = m 2^-E with m odd and E <= 64 (every double q
+ * in [2^-11, 1) qualifies), P(o) = m^k (2^E - m)^(8 - k) 2^(-8 E) has at
+ * most 8 E <= 512 binary digits, and so has every C_o: they are kept as
+ * 512-bit fractions.
+ *
+ * The first 16 digits of V name one of 65536 cells of width 2^-16. A cell
+ * that lies inside one interval decides the byte at once: the table gives
+ * its value. A cell that holds a boundary C_o inside it (a tie, at most 255
+ * of the 65536 cells, so at most 0.39% of the bytes) needs more digits of
+ * V: they are compared with the digits of the boundaries in the cell, 64 at
+ * a time, until V differs from each (after at most 8 words, since a
+ * boundary ends after 512 digits; a V equal to a boundary in all of them is
+ * at or above it, and equality has probability 0).
+ *
+ * Cost: 16 random bits per 8 lanes, so 2 outputs per word of 64 lanes,
+ * and 8 table loads. The digit by digit comparison of rng_sample.c draws
+ * 5 outputs per word and more for its open lanes. BENCHMARKS.md has the
+ * measurements.
+ *
+ * Draw order of pnd_rng_bernoulli_words_table, per block of 64 words (the
+ * last block shorter): word j draws u0 from r[0] and then u1 from r[1];
+ * byte b of the word (lanes 8 b to 8 b + 7) takes its 16 digits from bits
+ * 16 (b % 4) to 16 (b % 4) + 15 of u0 (b < 4) or u1 (b >= 4), most
+ * significant first. After the block's words, its tied bytes in the order
+ * (word, byte) draw their further digits of V from r[0], 64 per output,
+ * most significant first, as many outputs as the comparisons need (one
+ * nearly always).
+ */
+#include <config.h>
+
+#include <math.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "base/rng_table.h"
+
+#define LIMBS 8                 /* 64-bit limbs of a 512-bit fraction */
+#define BYTE_VALUES 256
+#define CELL_BITS 16
+#define CELLS (1u << CELL_BITS)
+#define CELL_SHIFT (64 - CELL_BITS)    /* a cell's digits in the top limb */
+#define TABLE_BLOCK 64          /* words whose ties are resolved together */
+#define TIE_FLAG 0x100          /* entry bit: the cell holds a boundary */
+
+/* A fraction in [0, 1) as 512 binary digits: l[7] holds digits 1 to 64. */
+struct frac512 {
+    uint64_t l[LIMBS];          /* least significant limb first */
+};
+
+struct pnd_bernoulli_table {
+    double q;
+    enum pnd_bernoulli_method method;     /* the rest is for the table only */
+    /* For each value c of the first 16 digits of V: the byte value whose
+     * interval holds the cell's start, ORed with TIE_FLAG when a boundary
+     * lies inside the cell: then the digits after the 16th decide. */
+    uint16_t entry[CELLS];                     /* (CELLS) */
+    struct frac512 bound[BYTE_VALUES];         /* (256) C_0 .. C_255 */
+};
+
+/* --- exact boundaries ----------------------------------------------------- */
+
+/* a *= f, for an a whose product still fits in LIMBS limbs. */
+static void
+mul_small(struct frac512 *a, uint64_t f)
+{
+    unsigned __int128 carry = 0;
+
+    for (int i = 0; i < LIMBS; i++) {
+        unsigned __int128 t = (unsigned __int128) a->l[i] * f + carry;
+
+        a->l[i] = (uint64_t) t;
+        carry = t >> 64;
+    }
+}
+
+/* a += b. */
+static void
+add_frac(struct frac512 *a, const struct frac512 *b)
+{
+    uint64_t carry = 0;
+
+    for (int i = 0; i < LIMBS; i++) {
+        uint64_t s = a->l[i] + carry;
+
+        carry = s < carry;
+        a->l[i] = s + b->l[i];
+        carry += a->l[i] < b->l[i];
+    }
+}
+
+/* a *= 2^shift, for 0 <= shift < 512 and an a that stays below 2^512. */
+static void
+shift_left(struct frac512 *a, int shift)
+{
+    int limbs = shift / 64, bits = shift % 64;
+
+    for (int i = LIMBS - 1; i >= 0; i--) {
+        uint64_t hi = i - limbs >= 0 ? a->l[i - limbs] : 0;
+        uint64_t lo = i - limbs - 1 >= 0 ? a->l[i - limbs - 1] : 0;
+
+        a->l[i] = bits ? hi << bits | lo >> (64 - bits) : hi;
+    }
+}
+
+/* -1, 0 or 1 as a < b, a = b or a > b. */
+static int
+cmp_frac(const struct frac512 *a, const struct frac512 *b)
+{
+    for (int i = LIMBS - 1; i >= 0; i--)
+        if (a->l[i] != b->l[i])
+            return a->l[i] < b->l[i] ? -1 : 1;
+    return 0;
+}
+
+/* The binary digits e of q in (0, 1), with q = m 2^-e and m odd. */
+static int
+digits_of(double q, uint64_t *m)
+{
+    int exponent, e;
+    double f;
+
+    /* q = f 2^exponent with 0.5 <= f < 1, and f has at most 53 digits. */
+    f = frexp(q, &exponent);
+    e = 53 - exponent;
+    *m = (uint64_t) ldexp(f, 53);
+    while ((*m & 1) == 0) {
+        *m >>= 1;
+        e--;
+    }
+    return e;
+}
+
+enum pnd_bernoulli_method
+pnd_bernoulli_method_of(double q)
+{
+    uint64_t m;
+    int e;
+
+    if (!(q > 0.0 && q < 1.0))
+        return PND_BERNOULLI_CONSTANT;
+    e = digits_of(q, &m);
+    if (e <= PND_BERNOULLI_SLICED_DIGITS)
+        return PND_BERNOULLI_SLICED;
+    return e <= 64 ? PND_BERNOULLI_TABLE : PND_BERNOULLI_WORDWISE;
+}
+
+/* The boundaries C_0 .. C_255 of a q with at most 64 digits. */
+static void
+bernoulli_bounds(double q, struct frac512 *bound /* (256) */)
+{
+    struct frac512 prob[9];      /* P(o) for k = 0..8 ones, as fractions */
+    uint64_t m, rest;
+    int e = digits_of(q, &m);
+
+    /* q = m 2^-e and 1 - q = (2^e - m) 2^-e, with e <= 64. */
+    rest = e == 64 ? (uint64_t) 0 - m : ((uint64_t) 1 << e) - m;
+    for (int k = 0; k <= 8; k++) {
+        memset(&prob[k], 0, sizeof prob[k]);
+        prob[k].l[0] = 1;
+        for (int i = 0; i < 8; i++)
+            mul_small(&prob[k], i < k ? m : rest);
+        shift_left(&prob[k], 512 - 8 * e);
+    }
+    memset(&bound[0], 0, sizeof bound[0]);
+    for (int o = 1; o < BYTE_VALUES; o++) {
+        bound[o] = bound[o - 1];
+        add_frac(&bound[o], &prob[__builtin_popcount((unsigned) (o - 1))]);
+    }
+}
+
+/* --- ties ------------------------------------------------------------------ */
+
+/* The byte of a tied cell whose start lies in the interval of o: further
+ * digits of V from g decide it. */
+static uint64_t
+resolve_tie(pnd_pcg64 *g, const struct frac512 *bound /* (256) */,
+            unsigned cell, unsigned o)
+{
+    uint64_t v[LIMBS];          /* digits 17 onwards of V, top limb first */
+    int drawn = 0;
+
+    /* Step over each boundary inside the cell that V is at or above. The
+     * digits of V after the 16th are compared with those of the boundary,
+     * C_(o+1) - cell 2^-16 scaled by 2^16, one limb at a time. */
+    for (; o + 1 < BYTE_VALUES; o++) {
+        const uint64_t *c = bound[o + 1].l;
+        int below = 0;
+
+        if (c[LIMBS - 1] >> CELL_SHIFT != cell)
+            break;              /* the next boundary is past the cell */
+        for (int i = LIMBS - 1; i >= 0; i--) {
+            uint64_t digits = c[i] << CELL_BITS
+                              | (i > 0 ? c[i - 1] >> CELL_SHIFT : 0);
+
+            if (drawn <= LIMBS - 1 - i)
+                v[drawn++] = pnd_pcg64dxsm_next_inline(g);
+            if (v[LIMBS - 1 - i] != digits) {
+                below = v[LIMBS - 1 - i] < digits;
+                break;
+            }
+        }
+        if (below)
+            break;              /* V < C_(o+1): the byte is o */
+    }
+    return o;
+}
+
+/* --- the table ----------------------------------------------------------- */
+
+pnd_bernoulli_table *
+pnd_bernoulli_table_alloc(double q)
+{
+    enum pnd_bernoulli_method method = pnd_bernoulli_method_of(q);
+    pnd_bernoulli_table *t;
+    struct frac512 cell_start;
+    unsigned o = 0;
+
+    /* Only the table method uses the members after method. */
+    t = malloc(method == PND_BERNOULLI_TABLE
+               ? sizeof *t : offsetof(pnd_bernoulli_table, entry));
+    if (t == NULL)
+        return NULL;
+    t->q = q;
+    t->method = method;
+    if (method != PND_BERNOULLI_TABLE)
+        return t;
+    bernoulli_bounds(q, t->bound);
+
+    /* The byte of each cell start. */
+    memset(&cell_start, 0, sizeof cell_start);
+    for (unsigned c = 0; c < CELLS; c++) {
+        cell_start.l[LIMBS - 1] = (uint64_t) c << CELL_SHIFT;
+        while (o + 1 < BYTE_VALUES
+               && cmp_frac(&t->bound[o + 1], &cell_start) <= 0)
+            o++;
+        t->entry[c] = (uint16_t) o;
+        if (o + 1 < BYTE_VALUES
+            && t->bound[o + 1].l[LIMBS - 1] >> CELL_SHIFT == c)
+            t->entry[c] |= TIE_FLAG;
+    }
+    return t;
+}
+
+void
+pnd_bernoulli_table_free(pnd_bernoulli_table *t)
+{
+    free(t);
+}
+
+double
+pnd_bernoulli_table_q(const pnd_bernoulli_table *t)
+{
+    return t->q;
+}
+
+/* Byte b of a word from its two outputs u0 and u1: the cell of V. */
+static inline unsigned
+cell_of(uint64_t u0, uint64_t u1, int b)
+{
+    return (unsigned) ((b < 4 ? u0 : u1) >> (CELL_BITS * (b % 4)))
+           & (CELLS - 1);
+}
+
+/* Gives the tied bytes of word j the values that their further digits
+ * decide. */
+static uint64_t
+resolve_word(pnd_pcg64 *g, const pnd_bernoulli_table *t, uint64_t u0,
+             uint64_t u1, uint64_t word)
+{
+    for (int b = 0; b < 8; b++) {
+        unsigned c = cell_of(u0, u1, b);
+
+        if (t->entry[c] & TIE_FLAG) {
+            uint64_t o = resolve_tie(g, t->bound, c, t->entry[c] & 0xff);
+
+            word = (word & ~((uint64_t) 0xff << (8 * b))) | o << (8 * b);
+        }
+    }
+    return word;
+}
+
+/* The two outputs of a word of a block. */
+struct block_word {
+    uint64_t u[2];              /* u0 from r[0], u1 from r[1] */
+};
+
+/* The bytes of a word without its ties: byte b takes entry[c], c its cell.
+ * Returns nonzero when a byte is tied. */
+static inline __attribute__((always_inline)) unsigned
+table_word(const uint16_t *entry, struct block_word *bw, uint64_t *word)
+{
+    unsigned tied = 0;
+
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+    /* Byte stores and 2-byte loads of the stored outputs need fewer
+     * instructions than shifts. The empty asm keeps GCC from turning them
+     * back into shifts. */
+    uint8_t *lo = (uint8_t *) word;
+
+    __asm__ ("" : : "m" (bw->u));
+#pragma GCC unroll 8
+    for (int b = 0; b < 8; b++) {
+        uint16_t c, e;
+
+        memcpy(&c, (const char *) bw->u + 2 * b, sizeof c);
+        e = entry[c];
+        lo[b] = (uint8_t) e;
+        tied |= e;
+    }
+#else
+    *word = 0;
+    for (int b = 0; b < 8; b++) {
+        unsigned c = cell_of(bw->u[0], bw->u[1], b);
+
+        *word |= (uint64_t) (entry[c] & 0xff) << (8 * b);
+        tied |= entry[c];
+    }
+#endif
+    return tied & TIE_FLAG;
+}
+
+/* The output of pcg64-dxsm for the state s, as pnd_pcg64dxsm_next_inline
+ * gives it before its step. */
+static inline uint64_t
+dxsm_output(pnd_uint128 s)
+{
+    uint64_t high = (uint64_t) (s >> 64), low = (uint64_t) s | 1;
+
+    high ^= high >> 32;
+    high *= PND_PCG_CHEAP_MULTIPLIER;
+    high ^= high >> 48;
+    return high * low;
+}
+
+/* One block of n <= TABLE_BLOCK words (see the file comment). */
+static void
+table_block(pnd_pcg64 *r /* (2) */, const pnd_bernoulli_table *t, size_t n,
+            uint64_t *words /* (n) */)
+{
+    struct block_word bw[TABLE_BLOCK];      /* (n) */
+    uint64_t flagged = 0;           /* bit j: word j has a tied byte */
+    /* The states as plain variables: GCC then keeps more in registers. */
+    pnd_uint128 s0 = r[0].state, s1 = r[1].state;
+    const pnd_uint128 inc0 = r[0].inc, inc1 = r[1].inc;
+
+    for (size_t j = 0; j < n; j++) {
+        bw[j].u[0] = dxsm_output(s0);
+        bw[j].u[1] = dxsm_output(s1);
+        s0 = s0 * PND_PCG_CHEAP_MULTIPLIER + inc0;
+        s1 = s1 * PND_PCG_CHEAP_MULTIPLIER + inc1;
+        flagged |= (uint64_t) (table_word(t->entry, &bw[j], &words[j]) != 0)
+                   << j;
+    }
+    r[0].state = s0;
+    r[1].state = s1;
+
+    for (; flagged != 0; flagged &= flagged - 1) {
+        size_t j = (size_t) __builtin_ctzll(flagged);
+
+        words[j] = resolve_word(&r[0], t, bw[j].u[0], bw[j].u[1], words[j]);
+    }
+}
+
+void
+pnd_rng_bernoulli_words_table(pnd_pcg64 *r /* (2) */,
+                              const pnd_bernoulli_table *t, size_t n_words,
+                              uint64_t *words)
+{
+    if (t->method != PND_BERNOULLI_TABLE) {
+        pnd_rng_bernoulli_words(r, t->q, n_words, words);
+        return;
+    }
+    for (size_t j0 = 0; j0 < n_words; j0 += TABLE_BLOCK) {
+        size_t n = n_words - j0 < TABLE_BLOCK ? n_words - j0 : TABLE_BLOCK;
+
+        table_block(r, t, n, words + j0);
+    }
+}
+
+/* The reference: the same draws, with each byte found by a binary search
+ * over the boundaries instead of the table. */
+void
+pnd_bernoulli_words_search(pnd_pcg64 *r /* (2) */, double q, size_t n_words,
+                           uint64_t *words)
+{
+    struct frac512 bound[BYTE_VALUES];
+    uint64_t raw0[TABLE_BLOCK], raw1[TABLE_BLOCK];
+
+    bernoulli_bounds(q, bound);
+    for (size_t j0 = 0; j0 < n_words; j0 += TABLE_BLOCK) {
+        size_t n = n_words - j0 < TABLE_BLOCK ? n_words - j0 : TABLE_BLOCK;
+        unsigned start[TABLE_BLOCK][8];     /* (n, 8) byte at cell start */
+        bool tie[TABLE_BLOCK][8];
+
+        for (size_t j = 0; j < n; j++) {
+            raw0[j] = pnd_pcg64dxsm_next_inline(&r[0]);
+            raw1[j] = pnd_pcg64dxsm_next_inline(&r[1]);
+            words[j0 + j] = 0;
+            for (int b = 0; b < 8; b++) {
+                unsigned c = cell_of(raw0[j], raw1[j], b);
+                struct frac512 s = { { 0 } };
+                unsigned lo = 0, hi = BYTE_VALUES - 1;
+
+                /* The largest o with C_o <= the cell start. */
+                s.l[LIMBS - 1] = (uint64_t) c << CELL_SHIFT;
+                while (lo < hi) {
+                    unsigned mid = (lo + hi + 1) / 2;
+
+                    if (cmp_frac(&bound[mid], &s) <= 0)
+                        lo = mid;
+                    else
+                        hi = mid - 1;
+                }
+                start[j][b] = lo;
+                tie[j][b] = lo + 1 < BYTE_VALUES
+                            && bound[lo + 1].l[LIMBS - 1] >> CELL_SHIFT == c;
+                words[j0 + j] |= (uint64_t) lo << (8 * b);
+            }
+        }
+        for (size_t j = 0; j < n; j++)
+            for (int b = 0; b < 8; b++) {
+                uint64_t o;
+
+                if (!tie[j][b])
+                    continue;
+                o = resolve_tie(&r[0], bound,
+                                              cell_of(raw0[j], raw1[j], b),
+                                              start[j][b]);
+                words[j0 + j] &= ~((uint64_t) 0xff << (8 * b));
+                words[j0 + j] |= o << (8 * b);
+            }
+    }
+}

@@ -1,0 +1,30 @@
+/* Internal interface of base/rng_table.c for base/rng_sample.c: how
+ * pnd_rng_bernoulli_words draws for a given q, and the reference of the
+ * table method. */
+#ifndef PND_BASE_RNG_TABLE_H
+#define PND_BASE_RNG_TABLE_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "pnd/rng.h"
+
+/* q with at most this many binary digits is compared digit by digit. */
+#define PND_BERNOULLI_SLICED_DIGITS 4
+
+enum pnd_bernoulli_method {
+    PND_BERNOULLI_CONSTANT,     /* q <= 0, NaN or q >= 1: no draws */
+    PND_BERNOULLI_SLICED,       /* 1 to 4 digits: one output per digit */
+    PND_BERNOULLI_TABLE,        /* 5 to 64 digits: bytes by inversion */
+    PND_BERNOULLI_WORDWISE      /* more than 64 digits (q < 2^-11) */
+};
+
+enum pnd_bernoulli_method pnd_bernoulli_method_of(double q);
+
+/* The words of pnd_rng_bernoulli_words_table for a q of the table method,
+ * from the same outputs, with each byte found by a binary search over the
+ * boundaries instead of the table. The reference of the table method. */
+void pnd_bernoulli_words_search(pnd_pcg64 *r /* (2) */, double q,
+                                size_t n_words, uint64_t *words);
+
+#endif
