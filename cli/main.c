@@ -3,6 +3,7 @@
 
 #include <signal.h>
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -56,6 +57,25 @@ on_interrupt(int sig)
     raise(sig);
 }
 
+/* OpenBLAS starts its threads when the program loads, and an idle one
+ * spins on another core while pnd bench times this one, although pnd's
+ * BLAS calls run on one thread. So pnd bench runs itself again with
+ * OPENBLAS_NUM_THREADS=1, the setting its peers get, unless the variable
+ * is set. If that fails, it goes on as it is. */
+static void
+bench_without_blas_threads(char **argv)
+{
+#ifdef PND_HAVE_OPENBLAS
+    if (getenv("OPENBLAS_NUM_THREADS") != NULL
+        || setenv("OPENBLAS_NUM_THREADS", "1", 1) != 0)
+        return;
+    execv("/proc/self/exe", argv);
+    unsetenv("OPENBLAS_NUM_THREADS");
+#else
+    (void) argv;
+#endif
+}
+
 int
 main(int argc, char **argv)
 {
@@ -83,6 +103,8 @@ main(int argc, char **argv)
         print_usage(stdout);
         return 0;
     }
+    if (strcmp(argv[first], "bench") == 0)
+        bench_without_blas_threads(argv);
     for (size_t i = 0; i < sizeof commands / sizeof commands[0]; i++)
         if (strcmp(argv[first], commands[i].name) == 0)
             return commands[i].run(argc - first, argv + first);

@@ -489,6 +489,9 @@ pnd_mask_workspace_reserve(struct pnd_mask_workspace *w, size_t n_max)
  * place of W and is kept up to MASK_CACHE_AUTO_BYTES. */
 #define MASK_PRODUCT_BYTES ((size_t) 2 << 20)
 
+/* Bytes of a cache line, the alignment of the products. */
+#define MASK_LINE_BYTES 64
+
 static void
 product_cache_clear(struct pnd_mask_workspace *w)
 {
@@ -532,7 +535,13 @@ pnd_mask_workspace_fix_product(struct pnd_mask_workspace *w, size_t h,
     if (n == 1 ? row_doubles > MASK_CACHE_AUTO_BYTES / sizeof *w->products
                : n > MASK_PRODUCT_BYTES / sizeof *w->products / row_doubles)
         return PND_OK;    /* too large to pay off: the cache stays off */
-    w->products = malloc(slots * row_doubles * sizeof *w->products);
+    /* Aligned to a cache line: a 32-byte load of products aligned to 16
+     * bytes only would cross a line every other time, and the sum of kept
+     * products is limited by its loads. */
+    w->products = aligned_alloc(MASK_LINE_BYTES,
+                                (slots * row_doubles * sizeof *w->products
+                                 + MASK_LINE_BYTES - 1)
+                                / MASK_LINE_BYTES * MASK_LINE_BYTES);
     w->product_inputs = malloc(slots * d * sizeof *w->product_inputs);
     w->product_ready = calloc(slots, sizeof *w->product_ready);
     if (w->products == NULL || w->product_inputs == NULL
@@ -1082,8 +1091,10 @@ pnd_layer_forward_two_draws(const struct pnd_mask_spec *spec,
     draw_chunk_bits(spec, &keys[1], 0, 1, h, nw, bits + h * nw, w);
     pnd_mask_sum_bits_rows_pair(h, d, p, bits, bits + h * nw, nw, Z, Z + h);
     scale = 1.0 / (1.0 - spec->p);
-    for (size_t u = 0; u < 2 * h; u++)
-        Z[u] = scale_shift(scale, Z[u], b, u % h);
+    for (size_t u = 0; u < h; u++) {
+        Z[u] = scale_shift(scale, Z[u], b, u);
+        Z[h + u] = scale_shift(scale, Z[h + u], b, u);
+    }
     return check_finite(fn, "Z", Z, 2 * h);
 }
 

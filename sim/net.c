@@ -425,6 +425,29 @@ activation_backward(enum pnd_activation act, size_t n,
     }
 }
 
+/* y[i] = e[i] + sum_u V[i h + u] h_last[u] for the m <= 8 rows i < m,
+ * with the terms added in the order u = 0..h-1. Inlined with a constant
+ * m, the m sums stay in registers. */
+static inline __attribute__((always_inline)) void
+readout_rows(size_t m, size_t h, const double *V /* (m, h) */,
+             const double *e /* (m) or NULL */, const double *h_last,
+             double *y /* (m) */)
+{
+    double s[8];
+
+#pragma GCC unroll 8
+    for (size_t i = 0; i < m; i++)
+        s[i] = e != NULL ? e[i] : 0.0;
+    for (size_t u = 0; u < h; u++) {
+#pragma GCC unroll 8
+        for (size_t i = 0; i < m; i++)
+            s[i] += V[i * h + u] * h_last[u];
+    }
+#pragma GCC unroll 8
+    for (size_t i = 0; i < m; i++)
+        y[i] = s[i];
+}
+
 static void
 readout(const struct pnd_net *net, const double *h_last, double *y /* (n_out) */)
 {
@@ -437,33 +460,18 @@ readout(const struct pnd_net *net, const double *h_last, double *y /* (n_out) */
         memcpy(y, h_last, c * sizeof *y);
         return;
     }
-    /* Four rows at a time, so that four independent sums advance together
-     * instead of one add waiting for the last. Each row still adds its
-     * terms in the order u = 0..h-1, so the result has the same bits. */
-    for (; r + 4 <= c; r += 4) {
-        const double *v0 = net->V + r * h, *v1 = v0 + h, *v2 = v1 + h;
-        const double *v3 = v2 + h;
-        double s0 = e != NULL ? e[r] : 0.0, s1 = e != NULL ? e[r + 1] : 0.0;
-        double s2 = e != NULL ? e[r + 2] : 0.0, s3 = e != NULL ? e[r + 3] : 0.0;
-
-        for (size_t u = 0; u < h; u++) {
-            s0 += v0[u] * h_last[u];
-            s1 += v1[u] * h_last[u];
-            s2 += v2[u] * h_last[u];
-            s3 += v3[u] * h_last[u];
-        }
-        y[r] = s0;
-        y[r + 1] = s1;
-        y[r + 2] = s2;
-        y[r + 3] = s3;
-    }
-    for (; r < c; r++) {
-        double sum = e != NULL ? e[r] : 0.0;
-
-        for (size_t u = 0; u < h; u++)
-            sum += net->V[r * h + u] * h_last[u];
-        y[r] = sum;
-    }
+    /* Eight, four or two rows at a time, so that independent sums advance
+     * together instead of one add waiting for the last. Each row still
+     * adds its terms in the order u = 0..h-1, so the result has the same
+     * bits. */
+    for (; r + 8 <= c; r += 8)
+        readout_rows(8, h, net->V + r * h, e ? e + r : NULL, h_last, y + r);
+    for (; r + 4 <= c; r += 4)
+        readout_rows(4, h, net->V + r * h, e ? e + r : NULL, h_last, y + r);
+    for (; r + 2 <= c; r += 2)
+        readout_rows(2, h, net->V + r * h, e ? e + r : NULL, h_last, y + r);
+    for (; r < c; r++)
+        readout_rows(1, h, net->V + r * h, e ? e + r : NULL, h_last, y + r);
 }
 
 /* Readout y = V h_L + e (or a copy of h_L), then the loss of sample k and,
