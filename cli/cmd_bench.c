@@ -30,6 +30,10 @@
 #define BENCH_SIM_TARGET_S 2.0
 /* Draws of the first, calibrating run. */
 #define BENCH_SIM_CALIBRATION_DRAWS 200
+/* Rounds of pnd then the peer. The host's load changes within seconds, and
+ * the median of the rounds' ratios does not follow one slow round. */
+#define BENCH_SIM_ROUNDS 3
+#define BENCH_SIM_MAX_ROUNDS 50
 
 struct bench_sim_options {
     size_t d, h, c;
@@ -39,6 +43,7 @@ struct bench_sim_options {
     const char *peer;             /* path of sim_numpy.py, or NULL: find it */
     const char *python;
     bool run_peer;
+    unsigned long long rounds;    /* pnd, then the peer, this many times */
 };
 
 static void
@@ -55,10 +60,22 @@ bench_sim_help(void)
         "  --p X          drop probability (default 0.1)\n"
         "  --draws N      draws of each side, 0 for about %.0f s of pnd (default 0)\n"
         "  --threads N    threads of both sides (default 1)\n"
+        "  --rounds N     rounds of pnd then the peer; the ratio is the median\n"
+        "                 of the rounds' ratios (default %d)\n"
         "  --peer FILE    path of sim_numpy.py (default: found beside the sources)\n"
         "  --python FILE  Python interpreter of the peer (default /usr/bin/python3)\n"
         "  --no-peer      measure pnd only\n",
-        BENCH_SIM_TARGET_S);
+        BENCH_SIM_TARGET_S, BENCH_SIM_ROUNDS);
+}
+
+/* The median of x (n <= BENCH_SIM_MAX_ROUNDS), leaving x as it is. */
+static double
+median_of(const double *x, size_t n)
+{
+    double copy[BENCH_SIM_MAX_ROUNDS];
+
+    memcpy(copy, x, n * sizeof *copy);
+    return gsl_stats_median(copy, 1, n);
 }
 
 /* Time pnd_mc_loss over draws; returns the status. */
@@ -229,6 +246,7 @@ bench_sim_parse(int argc, char **argv, struct bench_sim_options *o)
     o->peer = NULL;
     o->python = "/usr/bin/python3";
     o->run_peer = true;
+    o->rounds = BENCH_SIM_ROUNDS;
 
     for (int i = 1; i < argc; i++) {
         const char *name = argv[i];
@@ -256,7 +274,8 @@ bench_sim_parse(int argc, char **argv, struct bench_sim_options *o)
             o->python = value;
         } else if (strcmp(name, "--d") == 0 || strcmp(name, "--h") == 0
                    || strcmp(name, "--c") == 0 || strcmp(name, "--draws") == 0
-                   || strcmp(name, "--threads") == 0) {
+                   || strcmp(name, "--threads") == 0
+                   || strcmp(name, "--rounds") == 0) {
             code = pnd_cli_parse_u64("bench sim", name, value, &number);
             if (code == 0 && number == 0 && strcmp(name, "--draws") != 0)
                 code = pnd_cli_usage_error("bench sim", "%s must be at least 1", name);
@@ -270,8 +289,13 @@ bench_sim_parse(int argc, char **argv, struct bench_sim_options *o)
                 o->c = (size_t) number;
             else if (strcmp(name, "--draws") == 0)
                 o->draws = number;
+            else if (strcmp(name, "--rounds") == 0)
+                o->rounds = number;
             else
                 o->threads = number;
+            if (code == 0 && o->rounds > BENCH_SIM_MAX_ROUNDS)
+                code = pnd_cli_usage_error("bench sim", "--rounds %s is too many: use at most %d",
+                                           value, BENCH_SIM_MAX_ROUNDS);
         } else {
             code = pnd_cli_usage_error("bench sim", "unknown option '%s'", name);
         }
@@ -290,7 +314,11 @@ bench_sim(int argc, char **argv)
     struct pnd_data *data = NULL;
     struct pnd_estimate est;
     unsigned long long draws;
-    double elapsed, ours, theirs = 0.0, connections;
+    double elapsed, theirs = 0.0, connections;
+    double ours[BENCH_SIM_MAX_ROUNDS], ratios[BENCH_SIM_MAX_ROUNDS];
+    size_t n_ratios = 0;
+    char net_dir[] = "/tmp/pnd-bench-sim-XXXXXX";
+    bool exported = false;        /* net_dir holds the peer's files */
     int status, code;
 
     for (int i = 1; i < argc; i++) {
@@ -331,46 +359,69 @@ bench_sim(int argc, char **argv)
         if (draws < BENCH_SIM_CALIBRATION_DRAWS)
             draws = BENCH_SIM_CALIBRATION_DRAWS;
     }
-    status = bench_sim_ours(net, data, draws, (int) o.threads, &elapsed, &est);
-    if (status != PND_OK)
-        goto fail;
-
+    printf("bench sim: readout model d=%zu h=%zu c=%zu, pernodedrop p=%g, one sample, %llu thread%s, %llu round%s\n",
+           o.d, o.h, o.c, o.p, o.threads, o.threads == 1 ? "" : "s", o.rounds,
+           o.rounds == 1 ? "" : "s");
     connections = (double) o.h * (double) o.d;
-    ours = (double) draws / elapsed;
-    printf("bench sim: readout model d=%zu h=%zu c=%zu, pernodedrop p=%g, one sample, %llu thread%s\n",
-           o.d, o.h, o.c, o.p, o.threads, o.threads == 1 ? "" : "s");
-    printf("pnd:   draws=%llu elapsed_s=%.6f draws_per_s=%.6g connections_per_s=%.6g mean=%.10g se=%.4g\n",
-           draws, elapsed, ours, ours * connections, est.mean, est.se);
-    fflush(stdout);
-
     if (o.run_peer) {
-        /* The peer is slower: a tenth of our draws, at least 200. */
-        unsigned long long peer_draws = draws / 10 > 200 ? draws / 10 : 200;
-        char net_dir[] = "/tmp/pnd-bench-sim-XXXXXX";
-        double their_mean, their_se;
-
         if (mkdtemp(net_dir) == NULL) {
             pnd_log(PND_LOG_ERROR, "bench sim: cannot create a temporary folder under /tmp");
+            o.run_peer = false;
         } else {
-            status = bench_sim_export(net, data, net_dir);
-            if (status != PND_OK)
+            exported = true;
+            if (bench_sim_export(net, data, net_dir) != PND_OK) {
                 pnd_log(PND_LOG_ERROR, "bench sim: %s", pnd_error_message());
-            else if (bench_sim_peer(&o, net_dir, peer_draws, &theirs, &their_mean,
-                                    &their_se) == 0 && theirs > 0.0) {
-                /* Both sides estimate the same E[l]: a sanity check. */
-                printf("check: pnd - numpy mean = %.3g (z = %.2f)\n",
-                       est.mean - their_mean,
-                       (est.mean - their_mean) / sqrt(est.se * est.se + their_se * their_se));
-                printf("ratio: pnd / numpy = %.1f draws per second\n", ours / theirs);
+                o.run_peer = false;
             }
-            bench_sim_remove_export(net_dir);
         }
     }
+
+    /* Each round times pnd, then the peer on a tenth of the draws (at
+     * least 200), so that both meet about the same load of the host. */
+    for (unsigned long long k = 0; k < o.rounds; k++) {
+        unsigned long long peer_draws = draws / 10 > 200 ? draws / 10 : 200;
+        double their_mean, their_se;
+
+        status = bench_sim_ours(net, data, draws, (int) o.threads, &elapsed, &est);
+        if (status != PND_OK)
+            goto fail;
+        ours[k] = (double) draws / elapsed;
+        printf("pnd:   round=%llu draws=%llu elapsed_s=%.6f draws_per_s=%.6g connections_per_s=%.6g mean=%.10g se=%.4g\n",
+               k + 1, draws, elapsed, ours[k], ours[k] * connections, est.mean, est.se);
+        fflush(stdout);
+        if (!o.run_peer)
+            continue;
+        if (bench_sim_peer(&o, net_dir, peer_draws, &theirs, &their_mean, &their_se) != 0
+            || !(theirs > 0.0)) {
+            o.run_peer = false;
+            n_ratios = 0;
+            continue;
+        }
+        ratios[n_ratios++] = ours[k] / theirs;
+        /* Both sides estimate the same E[l]: a sanity check. */
+        if (k == 0)
+            printf("check: pnd - numpy mean = %.3g (z = %.2f)\n", est.mean - their_mean,
+                   (est.mean - their_mean) / sqrt(est.se * est.se + their_se * their_se));
+    }
+    printf("pnd:   median draws_per_s=%.6g connections_per_s=%.6g over %llu round%s\n",
+           median_of(ours, (size_t) o.rounds),
+           median_of(ours, (size_t) o.rounds) * connections, o.rounds,
+           o.rounds == 1 ? "" : "s");
+    if (n_ratios > 0) {
+        printf("ratio: pnd / numpy = %.1f draws per second, the median of", median_of(ratios, n_ratios));
+        for (size_t k = 0; k < n_ratios; k++)
+            printf(" %.1f", ratios[k]);
+        printf("\n");
+    }
+    if (exported)
+        bench_sim_remove_export(net_dir);
     pnd_net_free(net);
     pnd_data_free(data);
     return 0;
 
 fail:
+    if (exported)
+        bench_sim_remove_export(net_dir);
     pnd_net_free(net);
     pnd_data_free(data);
     return pnd_cli_fail("bench sim", status);
