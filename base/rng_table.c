@@ -6,7 +6,7 @@
  * ones in o. Put the values in increasing order on [0, 1): o takes the
  * interval [C_o, C_(o+1)) with C_0 = 0 and C_(o+1) = C_o + P(o). A uniform
  * number V with infinitely many binary digits then falls in the interval
- * of o with probability P(o), so the value whose interval holds V is an
+ * of o with probability P(o), so the value whose interval contains V is an
  * exact draw of the eight lanes.
  *
  * The C_o are exact. When q = m 2^-E with m odd and E <= 64 (every double q
@@ -16,7 +16,7 @@
  *
  * The first 16 digits of V name one of 65536 cells of width 2^-16. A cell
  * that lies inside one interval decides the byte at once: the table gives
- * its value. A cell that holds a boundary C_o inside it (a tie, at most 255
+ * its value. A cell that contains a boundary C_o (a tie, at most 255
  * of the 65536 cells, so at most 0.39% of the bytes) needs more digits of
  * V: they are compared with the digits of the boundaries in the cell, 64 at
  * a time, until V differs from each (after at most 8 words, since a
@@ -53,9 +53,9 @@
 #define CELLS (1u << CELL_BITS)
 #define CELL_SHIFT (64 - CELL_BITS)    /* a cell's digits in the top limb */
 #define TABLE_BLOCK 64          /* words whose ties are resolved together */
-#define TIE_FLAG 0x100          /* entry bit: the cell holds a boundary */
+#define TIE_FLAG 0x100          /* entry bit: the cell contains a boundary */
 
-/* A fraction in [0, 1) as 512 binary digits: l[7] holds digits 1 to 64. */
+/* A fraction in [0, 1) as 512 binary digits: l[7] contains digits 1 to 64. */
 struct frac512 {
     uint64_t l[LIMBS];          /* least significant limb first */
 };
@@ -64,7 +64,7 @@ struct pnd_bernoulli_table {
     double q;
     enum pnd_bernoulli_method method;     /* the rest is for the table only */
     /* For each value c of the first 16 digits of V: the byte value whose
-     * interval holds the cell's start, ORed with TIE_FLAG when a boundary
+     * interval contains the cell's start, ORed with TIE_FLAG when a boundary
      * lies inside the cell: then the digits after the 16th decide. */
     uint16_t entry[CELLS];                     /* (CELLS) */
     struct frac512 bound[BYTE_VALUES];         /* (256) C_0 .. C_255 */

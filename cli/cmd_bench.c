@@ -318,7 +318,7 @@ bench_sim(int argc, char **argv)
     double ours[BENCH_SIM_MAX_ROUNDS], ratios[BENCH_SIM_MAX_ROUNDS];
     size_t n_ratios = 0;
     char net_dir[] = "/tmp/pnd-bench-sim-XXXXXX";
-    bool exported = false;        /* net_dir holds the peer's files */
+    bool exported = false;        /* net_dir contains the peer's files */
     int status, code;
 
     for (int i = 1; i < argc; i++) {
