@@ -101,7 +101,8 @@ struct pnd_mask_workspace {
     double *product_inputs;      /* (product_slots, fixed_d) input of a slot */
     bool *product_ready;         /* (product_slots) the slot contains products */
     const double **product_rows; /* (MASK_CHUNK) a chunk's products, or NULL */
-    /* Table of the keep bits' draws for keep_q = 1 - p, or NULL. */
+    /* Table of pnd_rng_bernoulli_words_table for q = 1 - p of the last
+     * pernodedrop draw, or NULL. */
     pnd_bernoulli_table *keep_table;
 };
 
