@@ -23,12 +23,16 @@ static _Thread_local struct error_record last_error;
 int
 pnd_error_set(int status, const char *file, int line, const char *fmt, ...)
 {
+    /* The arguments may include the last message itself, as in "%s; ..."
+     * with pnd_error_message(): format into a copy first. */
+    char message[PND_ERROR_MESSAGE_MAX];
     va_list ap;
 
     last_error.status = status;
     va_start(ap, fmt);
-    vsnprintf(last_error.message, sizeof last_error.message, fmt, ap);
+    vsnprintf(message, sizeof message, fmt, ap);
     va_end(ap);
+    memcpy(last_error.message, message, sizeof message);
     snprintf(last_error.location, sizeof last_error.location, "%s:%d",
              file ? file : "?", line);
     return status;

@@ -708,6 +708,13 @@ START_TEST(divergence_is_reported)
     ck_assert_msg(strstr(pnd_error_message(), "diverged") != NULL, "message: %s",
                   pnd_error_message());
     ck_assert_ptr_nonnull(strstr(pnd_error_message(), "step"));
+    /* The cause follows intact, whichever check saw the divergence first,
+     * and so does the hint. */
+    ck_assert_msg(strstr(pnd_error_message(), "not finite") != NULL
+                  || strstr(pnd_error_message(), "the mini-batch loss is") != NULL,
+                  "message: %s", pnd_error_message());
+    ck_assert_msg(strstr(pnd_error_message(), "Lower train.lr") != NULL,
+                  "message: %s", pnd_error_message());
     snprintf(summary, sizeof summary, "%s/summary.json", run);
     ck_assert_int_ne(access(summary, F_OK), 0);
     pnd_train_config_free(&cfg);
