@@ -60,9 +60,11 @@ do for [p=1:np] {
     if (pv('xformat', '') ne '') { set format x pv('xformat', '%g') }
     if (pv('logy', '0') eq '1') { set logscale y; set format y '10^{%L}' } else { unset logscale y; set format y '% h' }
     # x spans the data with a small margin, so that points and error bars
-    # at the ends stay clear of the axes.
+    # at the ends stay clear of the axes; y keeps a margin too, so that a
+    # band whose edge ends near a tic does not touch the frame. A limit
+    # from ylo or yhi still holds.
     set autoscale xfix
-    set offsets graph 0.03, graph 0.03, 0, 0
+    set offsets graph 0.03, graph 0.03, graph 0.04, graph 0.04
     ylo = (pv('ylo', '') eq '') ? -1e300 : real(pv('ylo', '0'))
     yhi = (pv('yhi', '') eq '') ? 1e300 : real(pv('yhi', '0'))
     if (pv('ylo', '') ne '' || pv('yhi', '') ne '') { eval(sprintf('set yrange [%g<*:*<%g]', ylo, yhi)) } else { set yrange [*:*] }
