@@ -824,6 +824,94 @@ START_TEST(test_bernoulli_words_byte_distribution)
 }
 END_TEST
 
+/* An independent replay of the byte method for q = m 2^-e with e <= 7,
+ * whose boundaries C_o are integers below 2^(8e) <= 2^56: each byte is the
+ * largest o with C_o <= V, from V's first 16 digits when no boundary lies
+ * strictly inside their cell, and otherwise from its first 8e digits, the
+ * rest coming from the next output of r[0] after the block (docs/rng.md).
+ * It must give the words and generator states of pnd_rng_bernoulli_words
+ * for 200 words (blocks of 64, 64, 64 and 8). */
+START_TEST(test_bernoulli_words_exact_replay)
+{
+    static const struct { uint64_t m; int e; } cases[] = {
+        { 21, 5 }, { 53, 6 }, { 101, 7 }, { 3, 5 },
+    };
+    const size_t n = 200, block = 64;
+    uint64_t words[200], expected[200];
+
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        uint64_t m = cases[t].m, rest = ((uint64_t) 1 << cases[t].e) - m;
+        int bits = 8 * cases[t].e, shift = bits - 16;
+        uint64_t C[257], prob[9];
+        pnd_pcg64 r[2], s[2];
+
+        for (int k = 0; k <= 8; k++) {
+            prob[k] = 1;
+            for (int i = 0; i < 8; i++)
+                prob[k] *= i < k ? m : rest;
+        }
+        C[0] = 0;
+        for (int o = 0; o < 256; o++)
+            C[o + 1] = C[o] + prob[__builtin_popcount((unsigned) o)];
+        ck_assert(C[256] == (uint64_t) 1 << bits);
+
+        pnd_pcg64dxsm_init(&r[0], 300 + t, 1);
+        pnd_pcg64dxsm_init(&r[1], 300 + t, 2);
+        s[0] = r[0];
+        s[1] = r[1];
+        pnd_rng_bernoulli_words(r, ldexp((double) m, -cases[t].e), n, words);
+
+        for (size_t j0 = 0; j0 < n; j0 += block) {
+            size_t nb = n - j0 < block ? n - j0 : block;
+            size_t tie_word[64 * 8], n_ties = 0;    /* (n_ties) */
+            int tie_byte[64 * 8];
+            unsigned tie_cell[64 * 8];
+
+            for (size_t j = j0; j < j0 + nb; j++) {
+                uint64_t u[2];
+
+                u[0] = pnd_pcg64dxsm_next(&s[0]);
+                u[1] = pnd_pcg64dxsm_next(&s[1]);
+                expected[j] = 0;
+                for (int b = 0; b < 8; b++) {
+                    unsigned c = (unsigned) (u[b / 4] >> (16 * (b % 4))) & 0xffff;
+                    uint64_t start = (uint64_t) c << shift;
+                    uint64_t end = (uint64_t) (c + 1) << shift;
+                    uint64_t o = 0;
+
+                    while (o < 255 && C[o + 1] <= start)
+                        o++;
+                    if (o < 255 && C[o + 1] < end) {
+                        tie_cell[n_ties] = c;
+                        tie_word[n_ties] = j;
+                        tie_byte[n_ties++] = b;
+                    } else {
+                        expected[j] |= o << (8 * b);
+                    }
+                }
+            }
+            /* A tied byte: V's first 8e digits, the last 8e - 16 from the
+             * top of the next output of r[0]. */
+            for (size_t i = 0; i < n_ties; i++) {
+                uint64_t x = pnd_pcg64dxsm_next(&s[0]);
+                uint64_t v = (uint64_t) tie_cell[i] << shift | x >> (64 - shift);
+                uint64_t o = 0;
+
+                while (o < 255 && C[o + 1] <= v)
+                    o++;
+                expected[tie_word[i]] |= o << (8 * tie_byte[i]);
+            }
+        }
+        for (size_t j = 0; j < n; j++)
+            ck_assert_msg(words[j] == expected[j], "q = %llu/2^%d, word %zu: "
+                          "0x%016" PRIx64 " instead of 0x%016" PRIx64,
+                          (unsigned long long) m, cases[t].e, j, words[j],
+                          expected[j]);
+        ck_assert(r[0].state == s[0].state && r[1].state == s[1].state);
+    }
+}
+END_TEST
+
 /* A table serves any q: for q of another method it gives the words of
  * pnd_rng_bernoulli_words, and it keeps its q. */
 START_TEST(test_bernoulli_table_any_q)
@@ -1216,6 +1304,7 @@ pnd_rng_suite(void)
     tcase_add_test(core, test_bernoulli_words_short_q);
     tcase_add_test(core, test_bernoulli_words_table_outputs);
     tcase_add_test(core, test_bernoulli_words_byte_distribution);
+    tcase_add_test(core, test_bernoulli_words_exact_replay);
     tcase_add_test(core, test_bernoulli_table_any_q);
     tcase_add_test(core, test_normal_moments);
     tcase_add_test(core, test_normal_chisq_bins);
