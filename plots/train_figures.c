@@ -107,6 +107,39 @@ read_run(const char *dir, struct run *run)
     return pnd_table_read(path, &run->log);
 }
 
+/* Position of a scheme name in the order of enum pnd_scheme (none first,
+ * fixed-mask last); unknown names go after them. */
+static int
+scheme_rank(const char *name)
+{
+    enum pnd_scheme scheme;
+
+    return pnd_scheme_parse(name, &scheme) == PND_OK ? (int) scheme
+                                                     : PND_SCHEME_COUNT;
+}
+
+/* Orders the groups by scheme, as the report lists them, keeping the order
+ * of first appearance within a scheme, and renumbers the runs' groups. So
+ * pnd plot, which finds runs in the order of their folder names, draws the
+ * legend of the report. */
+static void
+sort_groups(struct run *runs, size_t n_runs, struct group *groups, size_t n)
+{
+    struct group sorted[MAX_GROUPS];
+    int new_index[MAX_GROUPS];
+    size_t k = 0;
+
+    for (int rank = 0; rank <= PND_SCHEME_COUNT; rank++)
+        for (size_t g = 0; g < n; g++)
+            if (scheme_rank(groups[g].scheme) == rank) {
+                new_index[g] = (int) k;
+                sorted[k++] = groups[g];
+            }
+    memcpy(groups, sorted, n * sizeof *groups);
+    for (size_t i = 0; i < n_runs; i++)
+        runs[i].group = new_index[runs[i].group];
+}
+
 static int
 group_runs(struct run *runs, size_t n_runs, struct group *groups,
            size_t *n_groups)
@@ -130,6 +163,7 @@ group_runs(struct run *runs, size_t n_runs, struct group *groups,
         }
         runs[i].group = (int) g;
     }
+    sort_groups(runs, n_runs, groups, n);
 
     for (size_t g = 0; g < n; g++) {
         groups[g].main = true;
