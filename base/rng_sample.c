@@ -209,7 +209,7 @@ void
 pnd_rng_bernoulli_words(pnd_pcg64 *r /* (2) */, double q, size_t n_words,
                         uint64_t *words)
 {
-    pnd_bernoulli_table *t;
+    pnd_rng_bernoulli_table *t;
 
     switch (pnd_bernoulli_method_of(q)) {
     case PND_BERNOULLI_CONSTANT:
@@ -221,12 +221,12 @@ pnd_rng_bernoulli_words(pnd_pcg64 *r /* (2) */, double q, size_t n_words,
         break;
     case PND_BERNOULLI_TABLE:
         /* The search gives the same words without the table's memory. */
-        t = pnd_bernoulli_table_alloc(q);
+        t = pnd_rng_bernoulli_table_alloc(q);
         if (t != NULL)
             pnd_rng_bernoulli_words_table(r, t, n_words, words);
         else
             pnd_bernoulli_words_search(r, q, n_words, words);
-        pnd_bernoulli_table_free(t);
+        pnd_rng_bernoulli_table_free(t);
         break;
     case PND_BERNOULLI_WORDWISE:
         for (size_t j = 0; j < n_words; j++)

@@ -24,9 +24,9 @@
  * at or above it, and equality has probability 0).
  *
  * Cost: 16 random bits per 8 lanes, so 2 outputs per word of 64 lanes,
- * and 8 table loads. The digit by digit comparison of rng_sample.c draws
- * 5 outputs per word and more for its open lanes. BENCHMARKS.md has the
- * measurements.
+ * and 8 table loads. The former method compared the first 5 digits of all
+ * lanes (5 outputs per word) and then drew more for the lanes still open.
+ * BENCHMARKS.md has the measurements.
  *
  * Draw order of pnd_rng_bernoulli_words_table, per block of 64 words (the
  * last block shorter): word j draws u0 from r[0] and then u1 from r[1];
@@ -41,7 +41,6 @@
 
 #include <math.h>
 #include <stdbool.h>
-#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -60,14 +59,19 @@ struct frac512 {
     uint64_t l[LIMBS];          /* least significant limb first */
 };
 
-struct pnd_bernoulli_table {
-    double q;
-    enum pnd_bernoulli_method method;     /* the rest is for the table only */
+/* The table of a q of the table method. */
+struct table_data {
     /* For each value c of the first 16 digits of V: the byte value whose
      * interval contains the cell's start, ORed with TIE_FLAG when a boundary
      * lies inside the cell: then the digits after the 16th decide. */
     uint16_t entry[CELLS];                     /* (CELLS) */
     struct frac512 bound[BYTE_VALUES];         /* (256) C_0 .. C_255 */
+};
+
+struct pnd_rng_bernoulli_table {
+    double q;
+    enum pnd_bernoulli_method method;
+    struct table_data *data;    /* for the table method, else NULL */
 };
 
 /* --- exact boundaries ----------------------------------------------------- */
@@ -220,50 +224,50 @@ resolve_tie(pnd_pcg64 *g, const struct frac512 *bound /* (256) */,
 
 /* --- the table ----------------------------------------------------------- */
 
-pnd_bernoulli_table *
-pnd_bernoulli_table_alloc(double q)
+pnd_rng_bernoulli_table *
+pnd_rng_bernoulli_table_alloc(double q)
 {
-    enum pnd_bernoulli_method method = pnd_bernoulli_method_of(q);
-    pnd_bernoulli_table *t;
+    pnd_rng_bernoulli_table *t = malloc(sizeof *t);
+    struct table_data *data;
     struct frac512 cell_start;
     unsigned o = 0;
 
-    /* Only the table method uses the members after method. */
-    t = malloc(method == PND_BERNOULLI_TABLE
-               ? sizeof *t : offsetof(pnd_bernoulli_table, entry));
     if (t == NULL)
         return NULL;
     t->q = q;
-    t->method = method;
-    if (method != PND_BERNOULLI_TABLE)
+    t->method = pnd_bernoulli_method_of(q);
+    t->data = NULL;
+    if (t->method != PND_BERNOULLI_TABLE)
         return t;
-    bernoulli_bounds(q, t->bound);
+    data = t->data = malloc(sizeof *t->data);
+    if (data == NULL) {
+        free(t);
+        return NULL;
+    }
+    bernoulli_bounds(q, data->bound);
 
     /* The byte of each cell start. */
     memset(&cell_start, 0, sizeof cell_start);
     for (unsigned c = 0; c < CELLS; c++) {
         cell_start.l[LIMBS - 1] = (uint64_t) c << CELL_SHIFT;
         while (o + 1 < BYTE_VALUES
-               && cmp_frac(&t->bound[o + 1], &cell_start) <= 0)
+               && cmp_frac(&data->bound[o + 1], &cell_start) <= 0)
             o++;
-        t->entry[c] = (uint16_t) o;
+        data->entry[c] = (uint16_t) o;
         if (o + 1 < BYTE_VALUES
-            && t->bound[o + 1].l[LIMBS - 1] >> CELL_SHIFT == c)
-            t->entry[c] |= TIE_FLAG;
+            && data->bound[o + 1].l[LIMBS - 1] >> CELL_SHIFT == c)
+            data->entry[c] |= TIE_FLAG;
     }
     return t;
 }
 
 void
-pnd_bernoulli_table_free(pnd_bernoulli_table *t)
+pnd_rng_bernoulli_table_free(pnd_rng_bernoulli_table *t)
 {
+    if (t == NULL)
+        return;
+    free(t->data);
     free(t);
-}
-
-double
-pnd_bernoulli_table_q(const pnd_bernoulli_table *t)
-{
-    return t->q;
 }
 
 /* Byte b of a word from its two outputs u0 and u1: the cell of V. */
@@ -277,14 +281,15 @@ cell_of(uint64_t u0, uint64_t u1, int b)
 /* Gives the tied bytes of word j the values that their further digits
  * decide. */
 static uint64_t
-resolve_word(pnd_pcg64 *g, const pnd_bernoulli_table *t, uint64_t u0,
+resolve_word(pnd_pcg64 *g, const pnd_rng_bernoulli_table *t, uint64_t u0,
              uint64_t u1, uint64_t word)
 {
     for (int b = 0; b < 8; b++) {
         unsigned c = cell_of(u0, u1, b);
 
-        if (t->entry[c] & TIE_FLAG) {
-            uint64_t o = resolve_tie(g, t->bound, c, t->entry[c] & 0xff);
+        if (t->data->entry[c] & TIE_FLAG) {
+            uint64_t o = resolve_tie(g, t->data->bound, c,
+                                     t->data->entry[c] & 0xff);
 
             word = (word & ~((uint64_t) 0xff << (8 * b))) | o << (8 * b);
         }
@@ -347,7 +352,7 @@ dxsm_output(pnd_uint128 s)
 
 /* One block of n <= TABLE_BLOCK words (see the file comment). */
 static void
-table_block(pnd_pcg64 *r /* (2) */, const pnd_bernoulli_table *t, size_t n,
+table_block(pnd_pcg64 *r /* (2) */, const pnd_rng_bernoulli_table *t, size_t n,
             uint64_t *words /* (n) */)
 {
     struct block_word bw[TABLE_BLOCK];      /* (n) */
@@ -361,7 +366,8 @@ table_block(pnd_pcg64 *r /* (2) */, const pnd_bernoulli_table *t, size_t n,
         bw[j].u[1] = dxsm_output(s1);
         s0 = s0 * PND_PCG_CHEAP_MULTIPLIER + inc0;
         s1 = s1 * PND_PCG_CHEAP_MULTIPLIER + inc1;
-        flagged |= (uint64_t) (table_word(t->entry, &bw[j], &words[j]) != 0)
+        flagged |= (uint64_t) (table_word(t->data->entry, &bw[j], &words[j])
+                               != 0)
                    << j;
     }
     r[0].state = s0;
@@ -376,7 +382,7 @@ table_block(pnd_pcg64 *r /* (2) */, const pnd_bernoulli_table *t, size_t n,
 
 void
 pnd_rng_bernoulli_words_table(pnd_pcg64 *r /* (2) */,
-                              const pnd_bernoulli_table *t, size_t n_words,
+                              const pnd_rng_bernoulli_table *t, size_t n_words,
                               uint64_t *words)
 {
     if (t->method != PND_BERNOULLI_TABLE) {
@@ -436,9 +442,8 @@ pnd_bernoulli_words_search(pnd_pcg64 *r /* (2) */, double q, size_t n_words,
 
                 if (!tie[j][b])
                     continue;
-                o = resolve_tie(&r[0], bound,
-                                              cell_of(raw0[j], raw1[j], b),
-                                              start[j][b]);
+                o = resolve_tie(&r[0], bound, cell_of(raw0[j], raw1[j], b),
+                                start[j][b]);
                 words[j0 + j] &= ~((uint64_t) 0xff << (8 * b));
                 words[j0 + j] |= o << (8 * b);
             }

@@ -16,7 +16,7 @@ enum pnd_bernoulli_method {
     PND_BERNOULLI_CONSTANT,     /* q <= 0, NaN or q >= 1: no draws */
     PND_BERNOULLI_SLICED,       /* 1 to 4 digits: one output per digit */
     PND_BERNOULLI_TABLE,        /* 5 to 64 digits: bytes by inversion */
-    PND_BERNOULLI_WORDWISE      /* more than 64 digits (q < 2^-11) */
+    PND_BERNOULLI_WORDWISE      /* more than 64 digits: only q < 2^-11 */
 };
 
 enum pnd_bernoulli_method pnd_bernoulli_method_of(double q);

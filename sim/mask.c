@@ -29,9 +29,11 @@
  * With p = 0 or scheme none nothing is drawn and the layer takes the
  * unmasked code path, so p = 0 gives exactly the unmasked result.
  *
- * The fast paths draw Bernoulli words with pnd_rng_bernoulli_words, which
- * gives the same words as pnd_rng_bernoulli_word. The reference kernels call
- * the latter.
+ * The Bernoulli schemes draw their words with pnd_rng_bernoulli_word, one
+ * call per word, except pernodedrop: it draws the whole mask of a sample
+ * with pnd_rng_bernoulli_words (through the table that the workspace keeps
+ * for its p), and its reference kernel calls pnd_rng_bernoulli_words_ref,
+ * which gives the same words.
  *
  * Bit cache. A pernodedrop forward pass keeps the keep bits of all its
  * samples in the workspace, with the key, n, h, d and p that drew them. A
@@ -101,9 +103,10 @@ struct pnd_mask_workspace {
     double *product_inputs;      /* (product_slots, fixed_d) input of a slot */
     bool *product_ready;         /* (product_slots) the slot contains products */
     const double **product_rows; /* (MASK_CHUNK) a chunk's products, or NULL */
-    /* Table of pnd_rng_bernoulli_words_table for q = 1 - p of the last
-     * pernodedrop draw, or NULL. */
-    pnd_bernoulli_table *keep_table;
+    /* Table of pnd_rng_bernoulli_words_table for keep_q = 1 - p of the
+     * last pernodedrop draw, or NULL. */
+    pnd_rng_bernoulli_table *keep_table;
+    double keep_q;
 };
 
 /* --- names, checks and moments ------------------------------------------ */
@@ -609,7 +612,7 @@ pnd_mask_workspace_free(struct pnd_mask_workspace *w)
     free(w->products);
     free(w->product_inputs);
     free(w->product_ready);
-    pnd_bernoulli_table_free(w->keep_table);
+    pnd_rng_bernoulli_table_free(w->keep_table);
     free(w);
 }
 
@@ -783,9 +786,10 @@ draw_chunk_bits(const struct pnd_mask_spec *spec,
 
     /* The table serves every sample with this p. Without memory for it,
      * pnd_rng_bernoulli_words gives the same words more slowly. */
-    if (w->keep_table == NULL || pnd_bernoulli_table_q(w->keep_table) != q) {
-        pnd_bernoulli_table_free(w->keep_table);
-        w->keep_table = pnd_bernoulli_table_alloc(q);
+    if (w->keep_table == NULL || w->keep_q != q) {
+        pnd_rng_bernoulli_table_free(w->keep_table);
+        w->keep_table = pnd_rng_bernoulli_table_alloc(q);
+        w->keep_q = q;
     }
     for (size_t k = 0; k < nc; k++) {
         pnd_pcg64 pair[2];

@@ -126,13 +126,14 @@ void pnd_rng_derive_gsl(gsl_rng *r, uint64_t seed, const uint64_t *coords,
 uint64_t pnd_rng_bernoulli_word(pnd_pcg64 *r, double q);
 /* Draws n_words words of independent Bernoulli(q) bits into words
  * (n_words), exact like pnd_rng_bernoulli_word, from two pcg64-dxsm
- * generators r[0] and r[1]. A q of at most 4 binary digits costs one
- * output per digit and word; other q in [2^-11, 1) about 2 outputs per
+ * generators r[0] and r[1]. The cost depends on the number of binary
+ * digits of q: at most 4 digits cost one output per digit and word; 5 to
+ * 64 digits (every q in [2^-11, 1) has at most 64) about 2 outputs per
  * word, by bytes of 8 lanes (base/rng_table.c gives the order of the
- * draws); smaller q about 7.3. For such q a call builds a table of 144 KiB
- * first: when q stays the same over many calls, build it once with
- * pnd_bernoulli_table_alloc. The words depend on how the draws are split
- * into calls. q <= 0 or NaN gives zeros and q >= 1 all ones, without
+ * draws); more digits about 7.3. For 5 to 64 digits a call builds a table
+ * of 144 KiB first: when q stays the same over many calls, build it once
+ * with pnd_rng_bernoulli_table_alloc. The words depend on how the draws are
+ * split into calls. q <= 0 or NaN gives zeros and q >= 1 all ones, without
  * drawing. */
 void pnd_rng_bernoulli_words(pnd_pcg64 *r /* (2) */, double q, size_t n_words,
                              uint64_t *words);
@@ -140,14 +141,13 @@ void pnd_rng_bernoulli_words(pnd_pcg64 *r /* (2) */, double q, size_t n_words,
 /* The table of pnd_rng_bernoulli_words for one q: the same words from the
  * same outputs, without building the table in every call. Returns NULL
  * when out of memory; the caller owns the table and frees it with
- * pnd_bernoulli_table_free (NULL is a no-op). Any q is accepted; a q that
- * needs no table costs a few bytes. */
-typedef struct pnd_bernoulli_table pnd_bernoulli_table;
-pnd_bernoulli_table *pnd_bernoulli_table_alloc(double q);
-void pnd_bernoulli_table_free(pnd_bernoulli_table *t);
-double pnd_bernoulli_table_q(const pnd_bernoulli_table *t);
+ * pnd_rng_bernoulli_table_free (NULL is a no-op). Any q is accepted; a q
+ * that needs no table costs a few bytes. */
+typedef struct pnd_rng_bernoulli_table pnd_rng_bernoulli_table;
+pnd_rng_bernoulli_table *pnd_rng_bernoulli_table_alloc(double q);
+void pnd_rng_bernoulli_table_free(pnd_rng_bernoulli_table *t);
 void pnd_rng_bernoulli_words_table(pnd_pcg64 *r /* (2) */,
-                                   const pnd_bernoulli_table *t,
+                                   const pnd_rng_bernoulli_table *t,
                                    size_t n_words, uint64_t *words);
 /* Plain reference for pnd_rng_bernoulli_words: the same words from the
  * same outputs, lane by lane or by a search over the bytes' boundaries
