@@ -16,7 +16,7 @@
  * r[0] and r[1], whose multiplications overlap in time, and chooses its
  * method by the number of binary digits of q:
  * - at most 4 digits: word j compares all of them in its 64 lanes at once,
- *   drawing one output of r[j % 2] per digit; a lane equal to q in every
+ *   drawing one output of r[j % 2] per digit. A lane equal to q in every
  *   digit is at or above q. 0.5 costs one output per word, 0.8125 four.
  * - 5 to 64 digits (every q in [2^-11, 1) with more than 4): bytes of 8
  *   lanes by inversion of their exact distribution (base/rng_table.c),
@@ -116,10 +116,10 @@ pnd_rng_bernoulli_word(pnd_pcg64 *r, double q)
 }
 
 /* Compares all n_head digits of q with those of the lanes of n words.
- * Word j draws them from r[j % 2]; its lanes below q go to words[j], and
- * the lanes equal to q in every digit are at or above it. sliced_words
- * calls it from a function of its own, so that the generators' states stay
- * in registers. */
+ * Word j draws them from r[j % 2], and its lanes below q go to words[j].
+ * A lane equal to q in every digit is at or above it. head_digits calls
+ * this from a function of its own, so that the generators' states stay in
+ * registers. */
 static inline __attribute__((always_inline)) void
 head_digits_inline(pnd_pcg64 *r /* (2) */, const uint64_t *q_digit,
                    int n_head, size_t n, uint64_t *words /* (n) */)
@@ -183,9 +183,8 @@ head_digits(pnd_pcg64 *r /* (2) */, const uint64_t *q_digit, int n_head,
         head_digits_inline(r, q_digit, n_head, n, words);
 }
 
-/* pnd_rng_bernoulli_words for a q of at most PND_BERNOULLI_SLICED_DIGITS
- * digits: they are all compared, and a lane equal to q in all of them is
- * at or above q. */
+/* Draws the words of pnd_rng_bernoulli_words for a q of at most
+ * PND_BERNOULLI_SLICED_DIGITS digits, by comparing all of them. */
 static void
 sliced_words(pnd_pcg64 *r /* (2) */, double q, size_t n_words,
              uint64_t *words)

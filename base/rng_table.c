@@ -18,10 +18,10 @@
  * that lies inside one interval decides the byte at once: the table gives
  * its value. A cell that contains a boundary C_o (a tie, at most 255
  * of the 65536 cells, so at most 0.39% of the bytes) needs more digits of
- * V: they are compared with the digits of the boundaries in the cell, 64 at
- * a time, until V differs from each (after at most 8 words, since a
- * boundary ends after 512 digits; a V equal to a boundary in all of them is
- * at or above it, and equality has probability 0).
+ * V. They are compared with the digits of the boundaries in the cell, 64 at
+ * a time, until V differs from each. That takes at most 8 words, because a
+ * boundary ends after 512 digits. A V equal to a boundary in all of them is
+ * at or above it, and equality has probability 0.
  *
  * Cost: 16 random bits per 8 lanes, so 2 outputs per word of 64 lanes,
  * and 8 table loads. The former method compared the first 5 digits of all
@@ -61,9 +61,9 @@ struct frac512 {
 
 /* The table of a q of the table method. */
 struct table_data {
-    /* For each value c of the first 16 digits of V: the byte value whose
-     * interval contains the cell's start, ORed with TIE_FLAG when a boundary
-     * lies inside the cell: then the digits after the 16th decide. */
+    /* Entry c, for the first 16 digits c of V: the byte value whose
+     * interval contains the cell's start, ORed with TIE_FLAG when a
+     * boundary lies inside the cell. */
     uint16_t entry[CELLS];                     /* (CELLS) */
     struct frac512 bound[BYTE_VALUES];         /* (256) C_0 .. C_255 */
 };
@@ -76,7 +76,7 @@ struct pnd_rng_bernoulli_table {
 
 /* --- exact boundaries ----------------------------------------------------- */
 
-/* a *= f, for an a whose product still fits in LIMBS limbs. */
+/* Multiplies a by f. The product must fit in LIMBS limbs. */
 static void
 mul_small(struct frac512 *a, uint64_t f)
 {
@@ -90,7 +90,7 @@ mul_small(struct frac512 *a, uint64_t f)
     }
 }
 
-/* a += b. */
+/* Adds b to a. */
 static void
 add_frac(struct frac512 *a, const struct frac512 *b)
 {
@@ -105,7 +105,8 @@ add_frac(struct frac512 *a, const struct frac512 *b)
     }
 }
 
-/* a *= 2^shift, for 0 <= shift < 512 and an a that stays below 2^512. */
+/* Multiplies a by 2^shift, for 0 <= shift < 512 and a product below
+ * 2^512. */
 static void
 shift_left(struct frac512 *a, int shift)
 {
@@ -119,7 +120,7 @@ shift_left(struct frac512 *a, int shift)
     }
 }
 
-/* -1, 0 or 1 as a < b, a = b or a > b. */
+/* Returns -1, 0 or 1 as a < b, a = b or a > b. */
 static int
 cmp_frac(const struct frac512 *a, const struct frac512 *b)
 {
@@ -129,7 +130,8 @@ cmp_frac(const struct frac512 *a, const struct frac512 *b)
     return 0;
 }
 
-/* The binary digits e of q in (0, 1), with q = m 2^-e and m odd. */
+/* Returns the number e of binary digits of q in (0, 1), and m, with
+ * q = m 2^-e and m odd. */
 static int
 digits_of(double q, uint64_t *m)
 {
@@ -161,7 +163,7 @@ pnd_bernoulli_method_of(double q)
     return e <= 64 ? PND_BERNOULLI_TABLE : PND_BERNOULLI_WORDWISE;
 }
 
-/* The boundaries C_0 .. C_255 of a q with at most 64 digits. */
+/* Computes the boundaries C_0 .. C_255 for a q of at most 64 digits. */
 static void
 bernoulli_bounds(double q, struct frac512 *bound /* (256) */)
 {
@@ -187,8 +189,8 @@ bernoulli_bounds(double q, struct frac512 *bound /* (256) */)
 
 /* --- ties ------------------------------------------------------------------ */
 
-/* The byte of a tied cell whose start lies in the interval of o: further
- * digits of V from g decide it. */
+/* Returns the byte of a tied cell whose start lies in the interval of o.
+ * Further digits of V from g decide it. */
 static uint64_t
 resolve_tie(pnd_pcg64 *g, const struct frac512 *bound /* (256) */,
             unsigned cell, unsigned o)
@@ -270,7 +272,7 @@ pnd_rng_bernoulli_table_free(pnd_rng_bernoulli_table *t)
     free(t);
 }
 
-/* Byte b of a word from its two outputs u0 and u1: the cell of V. */
+/* Returns the cell of byte b of a word, from the word's outputs u0 and u1. */
 static inline unsigned
 cell_of(uint64_t u0, uint64_t u1, int b)
 {
@@ -302,8 +304,8 @@ struct block_word {
     uint64_t u[2];              /* u0 from r[0], u1 from r[1] */
 };
 
-/* The bytes of a word without its ties: byte b takes entry[c], c its cell.
- * Returns nonzero when a byte is tied. */
+/* Writes to *word the bytes of a word before its ties are resolved, each
+ * the entry of its cell, and returns nonzero when a byte is tied. */
 static inline __attribute__((always_inline)) unsigned
 table_word(const uint16_t *entry, struct block_word *bw, uint64_t *word)
 {
@@ -337,8 +339,8 @@ table_word(const uint16_t *entry, struct block_word *bw, uint64_t *word)
     return tied & TIE_FLAG;
 }
 
-/* The output of pcg64-dxsm for the state s, as pnd_pcg64dxsm_next_inline
- * gives it before its step. */
+/* Returns the pcg64-dxsm output of the state s, as
+ * pnd_pcg64dxsm_next_inline gives it before its step. */
 static inline uint64_t
 dxsm_output(pnd_uint128 s)
 {
@@ -350,7 +352,7 @@ dxsm_output(pnd_uint128 s)
     return high * low;
 }
 
-/* One block of n <= TABLE_BLOCK words (see the file comment). */
+/* Draws one block of n <= TABLE_BLOCK words (see the file comment). */
 static void
 table_block(pnd_pcg64 *r /* (2) */, const pnd_rng_bernoulli_table *t, size_t n,
             uint64_t *words /* (n) */)
@@ -396,8 +398,9 @@ pnd_rng_bernoulli_words_table(pnd_pcg64 *r /* (2) */,
     }
 }
 
-/* The reference: the same draws, with each byte found by a binary search
- * over the boundaries instead of the table. */
+/* Draws the words of pnd_rng_bernoulli_words_table from the same outputs,
+ * finding each byte by a binary search over the boundaries instead of the
+ * table. */
 void
 pnd_bernoulli_words_search(pnd_pcg64 *r /* (2) */, double q, size_t n_words,
                            uint64_t *words)
