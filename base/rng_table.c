@@ -189,11 +189,22 @@ bernoulli_bounds(double q, struct frac512 *bound /* (256) */)
 
 /* --- ties ------------------------------------------------------------------ */
 
-/* Returns the byte of a tied cell whose start lies in the interval of o.
- * Further digits of V from g decide it. */
+/* Source of the digits of V after the 16th, 64 at a time: the generator in
+ * the sampler, a list of words in the tests. */
+typedef uint64_t (*digit_source)(void *source);
+
 static uint64_t
-resolve_tie(pnd_pcg64 *g, const struct frac512 *bound /* (256) */,
-            unsigned cell, unsigned o)
+generator_digits(void *source)
+{
+    return pnd_pcg64dxsm_next_inline(source);
+}
+
+/* Returns the byte of a tied cell whose start lies in the interval of o.
+ * Further digits of V from next(source) decide it. */
+static uint64_t
+resolve_tie(digit_source next, void *source,
+            const struct frac512 *bound /* (256) */, unsigned cell,
+            unsigned o)
 {
     uint64_t v[LIMBS];          /* digits 17 onwards of V, top limb first */
     int drawn = 0;
@@ -212,7 +223,7 @@ resolve_tie(pnd_pcg64 *g, const struct frac512 *bound /* (256) */,
                               | (i > 0 ? c[i - 1] >> CELL_SHIFT : 0);
 
             if (drawn <= LIMBS - 1 - i)
-                v[drawn++] = pnd_pcg64dxsm_next_inline(g);
+                v[drawn++] = next(source);
             if (v[LIMBS - 1 - i] != digits) {
                 below = v[LIMBS - 1 - i] < digits;
                 break;
@@ -222,6 +233,26 @@ resolve_tie(pnd_pcg64 *g, const struct frac512 *bound /* (256) */,
             break;              /* V < C_(o+1): the byte is o */
     }
     return o;
+}
+
+/* Returns the largest o with C_o <= the start of cell c, by binary
+ * search. */
+static unsigned
+byte_at_cell_start(const struct frac512 *bound /* (256) */, unsigned c)
+{
+    struct frac512 start = { { 0 } };
+    unsigned lo = 0, hi = BYTE_VALUES - 1;
+
+    start.l[LIMBS - 1] = (uint64_t) c << CELL_SHIFT;
+    while (lo < hi) {
+        unsigned mid = (lo + hi + 1) / 2;
+
+        if (cmp_frac(&bound[mid], &start) <= 0)
+            lo = mid;
+        else
+            hi = mid - 1;
+    }
+    return lo;
 }
 
 /* --- the table ----------------------------------------------------------- */
@@ -290,7 +321,7 @@ resolve_word(pnd_pcg64 *g, const pnd_rng_bernoulli_table *t, uint64_t u0,
         unsigned c = cell_of(u0, u1, b);
 
         if (t->data->entry[c] & TIE_FLAG) {
-            uint64_t o = resolve_tie(g, t->data->bound, c,
+            uint64_t o = resolve_tie(generator_digits, g, t->data->bound, c,
                                      t->data->entry[c] & 0xff);
 
             word = (word & ~((uint64_t) 0xff << (8 * b))) | o << (8 * b);
@@ -420,19 +451,8 @@ pnd_bernoulli_words_search(pnd_pcg64 *r /* (2) */, double q, size_t n_words,
             words[j0 + j] = 0;
             for (int b = 0; b < 8; b++) {
                 unsigned c = cell_of(raw0[j], raw1[j], b);
-                struct frac512 s = { { 0 } };
-                unsigned lo = 0, hi = BYTE_VALUES - 1;
+                unsigned lo = byte_at_cell_start(bound, c);
 
-                /* The largest o with C_o <= the cell start. */
-                s.l[LIMBS - 1] = (uint64_t) c << CELL_SHIFT;
-                while (lo < hi) {
-                    unsigned mid = (lo + hi + 1) / 2;
-
-                    if (cmp_frac(&bound[mid], &s) <= 0)
-                        lo = mid;
-                    else
-                        hi = mid - 1;
-                }
                 start[j][b] = lo;
                 tie[j][b] = lo + 1 < BYTE_VALUES
                             && bound[lo + 1].l[LIMBS - 1] >> CELL_SHIFT == c;
@@ -445,10 +465,53 @@ pnd_bernoulli_words_search(pnd_pcg64 *r /* (2) */, double q, size_t n_words,
 
                 if (!tie[j][b])
                     continue;
-                o = resolve_tie(&r[0], bound, cell_of(raw0[j], raw1[j], b),
-                                start[j][b]);
+                o = resolve_tie(generator_digits, &r[0], bound,
+                                cell_of(raw0[j], raw1[j], b), start[j][b]);
                 words[j0 + j] &= ~((uint64_t) 0xff << (8 * b));
                 words[j0 + j] |= o << (8 * b);
             }
     }
 }
+
+/* --- hooks for the tests --------------------------------------------------- */
+
+void
+pnd_bernoulli_bounds_of(double q, uint64_t (*bound)[8] /* (256, 8) */)
+{
+    struct frac512 b[BYTE_VALUES];
+
+    bernoulli_bounds(q, b);
+    for (int o = 0; o < BYTE_VALUES; o++)
+        for (int i = 0; i < LIMBS; i++)
+            bound[o][i] = b[o].l[LIMBS - 1 - i];
+}
+
+/* A list of words as a digit source. */
+struct digit_list {
+    const uint64_t *words;      /* (8) */
+    int used;
+};
+
+static uint64_t
+list_digits(void *source)
+{
+    struct digit_list *list = source;
+
+    return list->words[list->used++];
+}
+
+unsigned
+pnd_bernoulli_byte_of(double q, unsigned cell, const uint64_t *digits,
+                      int *n_used)
+{
+    struct frac512 bound[BYTE_VALUES];
+    struct digit_list list = { digits, 0 };
+    unsigned o;
+
+    bernoulli_bounds(q, bound);
+    o = (unsigned) resolve_tie(list_digits, &list, bound, cell,
+                               byte_at_cell_start(bound, cell));
+    *n_used = list.used;
+    return o;
+}
+

@@ -21,10 +21,21 @@ enum pnd_bernoulli_method {
 
 enum pnd_bernoulli_method pnd_bernoulli_method_of(double q);
 
-/* The words of pnd_rng_bernoulli_words_table for a q of the table method,
- * from the same outputs, with each byte found by a binary search over the
- * boundaries instead of the table. The reference of the table method. */
+/* Draws the words of pnd_rng_bernoulli_words_table for a q of the table
+ * method from the same outputs, finding each byte by a binary search over
+ * the boundaries: the reference of the table method. */
 void pnd_bernoulli_words_search(pnd_pcg64 *r /* (2) */, double q,
                                 size_t n_words, uint64_t *words);
+
+/* For tests: the boundaries C_0 .. C_255 of a q of the table method, each
+ * as 8 words of 64 binary digits, digits 1 to 64 first. */
+void pnd_bernoulli_bounds_of(double q, uint64_t (*bound)[8] /* (256, 8) */);
+
+/* For tests: returns the byte that the sampler draws for a q of the table
+ * method when the first 16 digits of V are cell and the next ones come
+ * from digits (8 words of 64, top first). *n_used receives the number of
+ * words read. */
+unsigned pnd_bernoulli_byte_of(double q, unsigned cell,
+                               const uint64_t *digits /* (8) */, int *n_used);
 
 #endif

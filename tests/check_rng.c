@@ -22,6 +22,7 @@
 #include <gsl/gsl_randist.h>
 #include <gsl/gsl_sort.h>
 
+#include "base/rng_table.h"
 #include "pnd/error.h"
 #include "pnd/rng.h"
 #include "tests/suites.h"
@@ -912,6 +913,91 @@ START_TEST(test_bernoulli_words_exact_replay)
 }
 END_TEST
 
+/* Digit k (from 1) of the 512-digit fraction b, top word first. */
+static unsigned
+digit_at(const uint64_t *b /* (8) */, int k)
+{
+    return (unsigned) (b[(k - 1) / 64] >> (63 - (k - 1) % 64)) & 1;
+}
+
+/* -1, 0 or 1 as the 16 + 512 digits (cell, v) compare with the boundary b
+ * (8 words, 512 digits; its digits after the 512th are 0). */
+static int
+compare_with_boundary(unsigned cell, const uint64_t *v /* (8) */,
+                      const uint64_t *b /* (8) */)
+{
+    for (int k = 1; k <= 512; k++) {
+        unsigned vk = k <= 16 ? (cell >> (16 - k)) & 1
+                              : (unsigned) (v[(k - 17) / 64] >> (63 - (k - 17) % 64)) & 1;
+        unsigned bk = digit_at(b, k);
+
+        if (vk != bk)
+            return vk < bk ? -1 : 1;
+    }
+    return 0;   /* V's digits after the 528th are not compared: V >= b */
+}
+
+/* The tie resolution, with V's digits chosen instead of drawn. Take each
+ * boundary C_o that lies strictly inside its cell, and each k from 0 to 7.
+ * V equals C_o in its first 16 + 64 k digits and is one unit above or
+ * below it in the next 64, so the comparison reaches word k. A last V
+ * equals C_o in all 512 digits, which puts it at or above C_o. The byte
+ * must be the largest o' with C_o' <= V, found here digit by digit from
+ * the boundaries. q = 1 - 2^-53 puts all 255 boundaries in cell 0, and
+ * q = 2^-11 + 2^-63 (64 digits) has boundaries of 512 digits. */
+START_TEST(test_bernoulli_tie_digits)
+{
+    static const double qs[] = {
+        1.0 - 0x1p-53, 0.9, 0x1p-11 + 0x1p-63, 1.0 / 3.0, 0.7071067811865476,
+    };
+    static uint64_t bound[256][8];
+    long cases = 0;
+
+    for (size_t t = 0; t < sizeof qs / sizeof qs[0]; t++) {
+        pnd_bernoulli_bounds_of(qs[t], bound);
+        for (int o = 1; o < 256; o++) {
+            unsigned cell = (unsigned) (bound[o][0] >> 48);
+            uint64_t after[8];  /* digits 17 to 528 of C_o, top first */
+
+            /* Only boundaries strictly inside their cell make ties. */
+            if ((bound[o][0] & 0xffffffffffffULL) == 0
+                && bound[o][1] == 0 && bound[o][2] == 0 && bound[o][3] == 0
+                && bound[o][4] == 0 && bound[o][5] == 0 && bound[o][6] == 0
+                && bound[o][7] == 0)
+                continue;
+            for (int i = 0; i < 8; i++)
+                after[i] = bound[o][i] << 16 | (i < 7 ? bound[o][i + 1] >> 48 : 0);
+            for (int k = 0; k <= 8; k++) {
+                for (int step = -1; step <= 1; step += 2) {
+                    uint64_t v[8];
+                    unsigned expected = 0, got;
+                    int used;
+
+                    memcpy(v, after, sizeof v);
+                    if (k < 8) {
+                        if ((step < 0 && v[k] == 0) || (step > 0 && v[k] == UINT64_MAX))
+                            continue;
+                        v[k] += (uint64_t) step;
+                    } else if (step > 0) {
+                        continue;       /* k = 8: V equal in all digits */
+                    }
+                    while (expected < 255
+                           && compare_with_boundary(cell, v, bound[expected + 1]) >= 0)
+                        expected++;
+                    got = pnd_bernoulli_byte_of(qs[t], cell, v, &used);
+                    ck_assert_msg(got == expected, "q = %.17g, C_%d, word %d, "
+                                  "step %d: byte %u instead of %u", qs[t], o,
+                                  k, step, got, expected);
+                    ck_assert_int_le(used, 8);
+                    cases++;
+                }
+            }
+        }
+    }
+    ck_assert_int_gt(cases, 1000);
+}
+END_TEST
+
 /* A table serves any q: for q of another method it gives the words of
  * pnd_rng_bernoulli_words. */
 START_TEST(test_bernoulli_table_any_q)
@@ -1304,6 +1390,7 @@ pnd_rng_suite(void)
     tcase_add_test(core, test_bernoulli_words_table_outputs);
     tcase_add_test(core, test_bernoulli_words_byte_distribution);
     tcase_add_test(core, test_bernoulli_words_exact_replay);
+    tcase_add_test(core, test_bernoulli_tie_digits);
     tcase_add_test(core, test_bernoulli_table_any_q);
     tcase_add_test(core, test_normal_moments);
     tcase_add_test(core, test_normal_chisq_bins);
