@@ -390,17 +390,19 @@ table_block(pnd_pcg64 *r /* (2) */, const pnd_rng_bernoulli_table *t, size_t n,
 {
     struct block_word bw[TABLE_BLOCK];      /* (n) */
     uint64_t flagged = 0;           /* bit j: word j has a tied byte */
-    /* The states as plain variables: GCC then keeps more in registers. */
+    /* The states as plain variables: GCC then keeps more in registers. The
+     * table's address too, which the byte stores could otherwise change
+     * for all GCC knows. */
     pnd_uint128 s0 = r[0].state, s1 = r[1].state;
     const pnd_uint128 inc0 = r[0].inc, inc1 = r[1].inc;
+    const uint16_t *entry = t->data->entry;
 
     for (size_t j = 0; j < n; j++) {
         bw[j].u[0] = dxsm_output(s0);
         bw[j].u[1] = dxsm_output(s1);
         s0 = s0 * PND_PCG_CHEAP_MULTIPLIER + inc0;
         s1 = s1 * PND_PCG_CHEAP_MULTIPLIER + inc1;
-        flagged |= (uint64_t) (table_word(t->data->entry, &bw[j], &words[j])
-                               != 0)
+        flagged |= (uint64_t) (table_word(entry, &bw[j], &words[j]) != 0)
                    << j;
     }
     r[0].state = s0;
