@@ -183,6 +183,16 @@ head_digits(pnd_pcg64 *r /* (2) */, const uint64_t *q_digit, int n_head,
         head_digits_inline(r, q_digit, n_head, n, words);
 }
 
+/* Fills words for q <= 0, NaN or q >= 1, which draw nothing. */
+static void
+constant_words(double q, size_t n_words, uint64_t *words /* (n_words) */)
+{
+    uint64_t word = q >= 1.0 ? ~(uint64_t) 0 : 0;
+
+    for (size_t j = 0; j < n_words; j++)
+        words[j] = word;
+}
+
 /* Draws the words of pnd_rng_bernoulli_words for a q of at most
  * PND_BERNOULLI_SLICED_DIGITS digits, by comparing all of them. */
 static void
@@ -190,17 +200,12 @@ sliced_words(pnd_pcg64 *r /* (2) */, double q, size_t n_words,
              uint64_t *words)
 {
     uint64_t q_digit[PND_BERNOULLI_SLICED_DIGITS];
-    uint64_t mantissa;
-    int exponent, n_head;
+    uint64_t m;
+    int n_head = pnd_bernoulli_digits(q, &m);    /* q = m 2^-n_head */
 
-    split_double(q, &mantissa, &exponent);
-    /* q's last digit 1 is digit 53 - exponent - ctz(mantissa). */
-    n_head = 53 - exponent - __builtin_ctzll(mantissa);
-    for (int k = 0; k < n_head; k++) {
-        int bit = 53 - exponent - (k + 1);    /* digit k + 1 of q */
-
-        q_digit[k] = bit >= 0 && bit <= 52 ? -((mantissa >> bit) & 1) : 0;
-    }
+    /* Digit k + 1 of q is bit n_head - 1 - k of m, as all zeros or ones. */
+    for (int k = 0; k < n_head; k++)
+        q_digit[k] = -((m >> (n_head - 1 - k)) & 1);
     head_digits(r, q_digit, n_head, n_words, words);
 }
 
@@ -212,8 +217,7 @@ pnd_rng_bernoulli_words(pnd_pcg64 *r /* (2) */, double q, size_t n_words,
 
     switch (pnd_bernoulli_method_of(q)) {
     case PND_BERNOULLI_CONSTANT:
-        for (size_t j = 0; j < n_words; j++)
-            words[j] = q >= 1.0 ? ~(uint64_t) 0 : 0;
+        constant_words(q, n_words, words);
         break;
     case PND_BERNOULLI_SLICED:
         sliced_words(r, q, n_words, words);
@@ -244,8 +248,7 @@ pnd_rng_bernoulli_words_ref(pnd_pcg64 *r /* (2) */, double q, size_t n_words,
 
     switch (pnd_bernoulli_method_of(q)) {
     case PND_BERNOULLI_CONSTANT:
-        for (size_t j = 0; j < n_words; j++)
-            words[j] = q >= 1.0 ? ~(uint64_t) 0 : 0;
+        constant_words(q, n_words, words);
         return;
     case PND_BERNOULLI_TABLE:
         pnd_bernoulli_words_search(r, q, n_words, words);

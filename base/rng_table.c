@@ -130,10 +130,8 @@ cmp_frac(const struct frac512 *a, const struct frac512 *b)
     return 0;
 }
 
-/* Returns the number e of binary digits of q in (0, 1), and m, with
- * q = m 2^-e and m odd. */
-static int
-digits_of(double q, uint64_t *m)
+int
+pnd_bernoulli_digits(double q, uint64_t *m)
 {
     int exponent, e;
     double f;
@@ -157,7 +155,7 @@ pnd_bernoulli_method_of(double q)
 
     if (!(q > 0.0 && q < 1.0))
         return PND_BERNOULLI_CONSTANT;
-    e = digits_of(q, &m);
+    e = pnd_bernoulli_digits(q, &m);
     if (e <= PND_BERNOULLI_SLICED_DIGITS)
         return PND_BERNOULLI_SLICED;
     return e <= 64 ? PND_BERNOULLI_TABLE : PND_BERNOULLI_WORDWISE;
@@ -169,7 +167,7 @@ bernoulli_bounds(double q, struct frac512 *bound /* (256) */)
 {
     struct frac512 prob[9];      /* P(o) for k = 0..8 ones, as fractions */
     uint64_t m, rest;
-    int e = digits_of(q, &m);
+    int e = pnd_bernoulli_digits(q, &m);
 
     /* q = m 2^-e and 1 - q = (2^e - m) 2^-e, with e <= 64. */
     rest = e == 64 ? (uint64_t) 0 - m : ((uint64_t) 1 << e) - m;
@@ -390,9 +388,9 @@ table_block(pnd_pcg64 *r /* (2) */, const pnd_rng_bernoulli_table *t, size_t n,
 {
     struct block_word bw[TABLE_BLOCK];      /* (n) */
     uint64_t flagged = 0;           /* bit j: word j has a tied byte */
-    /* The states as plain variables: GCC then keeps more in registers. The
-     * table's address too, which the byte stores could otherwise change
-     * for all GCC knows. */
+    /* The states and the table's address as plain variables, so that GCC
+     * keeps them in registers. A byte store may change any object in
+     * memory, so GCC would reload the table's address after each one. */
     pnd_uint128 s0 = r[0].state, s1 = r[1].state;
     const pnd_uint128 inc0 = r[0].inc, inc1 = r[1].inc;
     const uint16_t *entry = t->data->entry;

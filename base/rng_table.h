@@ -19,6 +19,10 @@ enum pnd_bernoulli_method {
     PND_BERNOULLI_WORDWISE      /* more than 64 digits: only q < 2^-11 */
 };
 
+/* Returns the number e of binary digits of q in (0, 1), and m, with
+ * q = m 2^-e and m odd. */
+int pnd_bernoulli_digits(double q, uint64_t *m);
+
 enum pnd_bernoulli_method pnd_bernoulli_method_of(double q);
 
 /* Draws the words of pnd_rng_bernoulli_words_table for a q of the table
