@@ -314,7 +314,8 @@ bench_sim(int argc, char **argv)
     struct pnd_data *data = NULL;
     struct pnd_estimate est;
     unsigned long long draws;
-    double elapsed, theirs = 0.0, connections;
+    unsigned long long peer_draws;
+    double elapsed, theirs = 0.0, connections, median;
     double ours[BENCH_SIM_MAX_ROUNDS], ratios[BENCH_SIM_MAX_ROUNDS];
     size_t n_ratios = 0;
     char net_dir[] = "/tmp/pnd-bench-sim-XXXXXX";
@@ -345,7 +346,7 @@ bench_sim(int argc, char **argv)
     if (status == PND_OK)
         status = pnd_net_set_scheme(net, PND_SCHEME_PERNODEDROP, o.p, 1);
     if (status != PND_OK)
-        goto fail;
+        goto done;
 
     /* Calibrate, then run long enough for a stable rate. */
     draws = o.draws;
@@ -353,7 +354,7 @@ bench_sim(int argc, char **argv)
         status = bench_sim_ours(net, data, BENCH_SIM_CALIBRATION_DRAWS,
                                 (int) o.threads, &elapsed, &est);
         if (status != PND_OK)
-            goto fail;
+            goto done;
         draws = (unsigned long long) (BENCH_SIM_CALIBRATION_DRAWS
                                       * BENCH_SIM_TARGET_S / (elapsed > 1e-6 ? elapsed : 1e-6));
         if (draws < BENCH_SIM_CALIBRATION_DRAWS)
@@ -378,13 +379,13 @@ bench_sim(int argc, char **argv)
 
     /* Each round times pnd, then the peer on a tenth of the draws (at
      * least 200), so that both meet about the same load of the host. */
+    peer_draws = draws / 10 > 200 ? draws / 10 : 200;
     for (unsigned long long k = 0; k < o.rounds; k++) {
-        unsigned long long peer_draws = draws / 10 > 200 ? draws / 10 : 200;
         double their_mean, their_se;
 
         status = bench_sim_ours(net, data, draws, (int) o.threads, &elapsed, &est);
         if (status != PND_OK)
-            goto fail;
+            goto done;
         ours[k] = (double) draws / elapsed;
         printf("pnd:   round=%llu draws=%llu elapsed_s=%.6f draws_per_s=%.6g connections_per_s=%.6g mean=%.10g se=%.4g\n",
                k + 1, draws, elapsed, ours[k], ours[k] * connections, est.mean, est.se);
@@ -403,28 +404,23 @@ bench_sim(int argc, char **argv)
             printf("check: pnd - numpy mean = %.3g (z = %.2f)\n", est.mean - their_mean,
                    (est.mean - their_mean) / sqrt(est.se * est.se + their_se * their_se));
     }
+    median = median_of(ours, (size_t) o.rounds);
     printf("pnd:   median draws_per_s=%.6g connections_per_s=%.6g over %llu round%s\n",
-           median_of(ours, (size_t) o.rounds),
-           median_of(ours, (size_t) o.rounds) * connections, o.rounds,
-           o.rounds == 1 ? "" : "s");
+           median, median * connections, o.rounds, o.rounds == 1 ? "" : "s");
     if (n_ratios > 0) {
         printf("ratio: pnd / numpy = %.1f draws per second, the median of", median_of(ratios, n_ratios));
         for (size_t k = 0; k < n_ratios; k++)
             printf(" %.1f", ratios[k]);
         printf("\n");
     }
-    if (exported)
-        bench_sim_remove_export(net_dir);
-    pnd_net_free(net);
-    pnd_data_free(data);
-    return 0;
+    status = PND_OK;
 
-fail:
+done:
     if (exported)
         bench_sim_remove_export(net_dir);
     pnd_net_free(net);
     pnd_data_free(data);
-    return pnd_cli_fail("bench sim", status);
+    return status == PND_OK ? 0 : pnd_cli_fail("bench sim", status);
 }
 
 /* --- pnd bench train ---------------------------------------------------- */
