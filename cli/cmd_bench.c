@@ -68,7 +68,8 @@ bench_sim_help(void)
         BENCH_SIM_TARGET_S, BENCH_SIM_ROUNDS);
 }
 
-/* The median of x (n <= BENCH_SIM_MAX_ROUNDS), leaving x as it is. */
+/* Returns the median of x (n <= BENCH_SIM_MAX_ROUNDS) and leaves x as it
+ * is. */
 static double
 median_of(const double *x, size_t n)
 {

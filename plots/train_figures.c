@@ -126,12 +126,14 @@ static void
 sort_groups(struct run *runs, size_t n_runs, struct group *groups, size_t n)
 {
     struct group sorted[MAX_GROUPS];
-    int new_index[MAX_GROUPS];
+    int rank[MAX_GROUPS], new_index[MAX_GROUPS];
     size_t k = 0;
 
-    for (int rank = 0; rank <= PND_SCHEME_COUNT; rank++)
+    for (size_t g = 0; g < n; g++)
+        rank[g] = scheme_rank(groups[g].scheme);
+    for (int r = 0; r <= PND_SCHEME_COUNT; r++)
         for (size_t g = 0; g < n; g++)
-            if (scheme_rank(groups[g].scheme) == rank) {
+            if (rank[g] == r) {
                 new_index[g] = (int) k;
                 sorted[k++] = groups[g];
             }

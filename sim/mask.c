@@ -30,10 +30,10 @@
  * unmasked code path, so p = 0 gives exactly the unmasked result.
  *
  * The Bernoulli schemes draw their words with pnd_rng_bernoulli_word, one
- * call per word, except pernodedrop: it draws the whole mask of a sample
- * with pnd_rng_bernoulli_words (through the table that the workspace keeps
- * for its p), and its reference kernel calls pnd_rng_bernoulli_words_ref,
- * which gives the same words.
+ * call per word, except pernodedrop. It draws the whole mask of a sample
+ * with pnd_rng_bernoulli_words, through the table that the workspace keeps
+ * for its p. Its reference kernel calls pnd_rng_bernoulli_words_ref, which
+ * gives the same words.
  *
  * Bit cache. A pernodedrop forward pass keeps the keep bits of all its
  * samples in the workspace, with the key, n, h, d and p that drew them. A

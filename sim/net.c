@@ -430,8 +430,8 @@ activation_backward(enum pnd_activation act, size_t n,
     }
 }
 
-/* y[i] = e[i] + sum_u V[i h + u] h_last[u] for the m <= 8 rows i < m,
- * with the terms added in the order u = 0..h-1. Inlined with a constant
+/* Computes y[i] = e[i] + sum_u V[i h + u] h_last[u] for the m <= 8 rows
+ * i < m, with the terms added in the order u = 0..h-1. Inlined with a constant
  * m, the m sums stay in registers. */
 static inline __attribute__((always_inline)) void
 readout_rows(size_t m, size_t h, const double *V /* (m, h) */,

@@ -920,8 +920,8 @@ digit_at(const uint64_t *b /* (8) */, int k)
     return (unsigned) (b[(k - 1) / 64] >> (63 - (k - 1) % 64)) & 1;
 }
 
-/* -1, 0 or 1 as the 16 + 512 digits (cell, v) compare with the boundary b
- * (8 words, 512 digits; its digits after the 512th are 0). */
+/* Returns -1, 0 or 1 as the 16 + 512 digits (cell, v) compare with the
+ * boundary b (8 words, 512 digits). The boundary's later digits are 0. */
 static int
 compare_with_boundary(unsigned cell, const uint64_t *v /* (8) */,
                       const uint64_t *b /* (8) */)

@@ -127,12 +127,12 @@ uint64_t pnd_rng_bernoulli_word(pnd_pcg64 *r, double q);
 /* Draws n_words words of independent Bernoulli(q) bits into words
  * (n_words), exact like pnd_rng_bernoulli_word, from two pcg64-dxsm
  * generators r[0] and r[1]. The cost depends on the number of binary
- * digits of q: at most 4 digits cost one output per digit and word; 5 to
- * 64 digits (every q in [2^-11, 1) has at most 64) about 2 outputs per
- * word, by bytes of 8 lanes (base/rng_table.c gives the order of the
- * draws); more digits about 7.3. For 5 to 64 digits a call builds a table
- * of 144 KiB first: when q stays the same over many calls, build it once
- * with pnd_rng_bernoulli_table_alloc. The words depend on how the draws are
+ * digits of q. At most 4 digits cost one output per digit and word. 5 to
+ * 64 digits (every q in [2^-11, 1) has at most 64) cost about 2 outputs
+ * per word, by bytes of 8 lanes, in the order base/rng_table.c gives. More
+ * digits cost about 7.3. For 5 to 64 digits a call first builds a table of
+ * 144 KiB, so when q stays the same over many calls, build it once with
+ * pnd_rng_bernoulli_table_alloc. The words depend on how the draws are
  * split into calls. q <= 0 or NaN gives zeros and q >= 1 all ones, without
  * drawing. */
 void pnd_rng_bernoulli_words(pnd_pcg64 *r /* (2) */, double q, size_t n_words,
