@@ -1066,41 +1066,42 @@ pnd_layer_forward(const struct pnd_mask_spec *spec,
 }
 
 int
-pnd_layer_forward_two_draws(const struct pnd_mask_spec *spec,
-                            const struct pnd_mask_key *keys, size_t h,
-                            size_t d, const double *W, const double *b,
-                            const double *x, double *Z,
-                            struct pnd_mask_workspace *w)
+pnd_layer_forward_draws(const struct pnd_mask_spec *spec,
+                        const struct pnd_mask_key *keys, size_t m, size_t h,
+                        size_t d, const double *W, const double *b,
+                        const double *x, double *Z,
+                        struct pnd_mask_workspace *w)
 {
-    static const char fn[] = "pnd_layer_forward_two_draws";
+    static const char fn[] = "pnd_layer_forward_draws";
     size_t nw = pnd_mask_words(d);
     double scale;
     const double *p;
     uint64_t *bits;
 
-    if (keys == NULL)
-        PND_ERROR(PND_EINVAL, "%s: the keys are NULL", fn);
+    if (keys == NULL || m == 0)
+        PND_ERROR(PND_EINVAL, "%s: the keys are NULL or m = 0", fn);
     PND_TRY(check_layer(fn, spec, &keys[0], h, d, W, w, true));
     if (x == NULL || Z == NULL)
         PND_ERROR(PND_EINVAL, "%s: the input x or the output Z is NULL", fn);
     bits = spec->scheme == PND_SCHEME_PERNODEDROP && !unmasked(spec)
-           ? cache_for_forward(2, w) : NULL;    /* (2, h, nw) */
+           ? cache_for_forward(m, w) : NULL;    /* (m, h, nw) */
     p = bits != NULL ? product_lookup(w, h, d, W, x) : NULL;
     if (p == NULL) {
-        PND_TRY(pnd_layer_forward(spec, &keys[0], 1, h, d, W, b, x, Z, w));
-        return pnd_layer_forward(spec, &keys[1], 1, h, d, W, b, x, Z + h, w);
+        for (size_t t = 0; t < m; t++)
+            PND_TRY(pnd_layer_forward(spec, &keys[t], 1, h, d, W, b, x,
+                                      Z + t * h, w));
+        return PND_OK;
     }
-    /* One pass over the products serves both draws, and each draw's sums
-     * equal those of pnd_layer_forward bit for bit. */
-    draw_chunk_bits(spec, &keys[0], 0, 1, h, nw, bits, w);
-    draw_chunk_bits(spec, &keys[1], 0, 1, h, nw, bits + h * nw, w);
-    pnd_mask_sum_bits_rows_pair(h, d, p, bits, bits + h * nw, nw, Z, Z + h);
+    /* One pass over the products serves several draws, and each draw's
+     * sums equal those of pnd_layer_forward bit for bit. */
+    for (size_t t = 0; t < m; t++)
+        draw_chunk_bits(spec, &keys[t], 0, 1, h, nw, bits + t * h * nw, w);
+    pnd_mask_sum_bits_rows_draws(h, d, p, m, bits, nw, Z);
     scale = 1.0 / (1.0 - spec->p);
-    for (size_t u = 0; u < h; u++) {
-        Z[u] = scale_shift(scale, Z[u], b, u);
-        Z[h + u] = scale_shift(scale, Z[h + u], b, u);
-    }
-    return check_finite(fn, "Z", Z, 2 * h);
+    for (size_t t = 0; t < m; t++)
+        for (size_t u = 0; u < h; u++)
+            Z[t * h + u] = scale_shift(scale, Z[t * h + u], b, u);
+    return check_finite(fn, "Z", Z, m * h);
 }
 
 int

@@ -50,15 +50,13 @@ void pnd_mask_sum_bits_rows(size_t h, size_t d, const double *p /* (h, d) */,
                             const uint64_t *bits /* (h, nw) */, size_t nw,
                             double *sums /* (h) */);
 
-/* pnd_mask_sum_bits_rows for two sets of keep bits on the same products,
- * bit for bit: sums_a from bits_a and sums_b from bits_b, with one load of
- * p for both. */
-void pnd_mask_sum_bits_rows_pair(size_t h, size_t d,
-                                 const double *p /* (h, d) */,
-                                 const uint64_t *bits_a /* (h, nw) */,
-                                 const uint64_t *bits_b /* (h, nw) */,
-                                 size_t nw, double *sums_a /* (h) */,
-                                 double *sums_b /* (h) */);
+/* pnd_mask_sum_bits_rows for m sets of keep bits on the same products, bit
+ * for bit: sums[t h + u] from bits[(t h + u) nw ...], with one load of p
+ * for every 2 draws (4 with AVX-512). */
+void pnd_mask_sum_bits_rows_draws(size_t h, size_t d,
+                                  const double *p /* (h, d) */, size_t m,
+                                  const uint64_t *bits /* (m, h, nw) */,
+                                  size_t nw, double *sums /* (m, h) */);
 
 /* p[u d + i] = W[u d + i] * x[i] for u < h, i < d: the products of every
  * row of W with one input, as pnd_mask_sum_bits_rows takes them. */

@@ -14,6 +14,9 @@
  * W_ui x_i formed beforehand (pnd_mask_products). When the weights and the
  * input stay the same over many draws, it loads one array instead of two
  * and does no multiplication, and it gives the same bits.
+ * pnd_mask_sum_bits_rows_draws does the same for several draws with one
+ * load of the products for 2 of them, or for 4 with AVX-512, whose mask
+ * registers take the keep bits directly.
  *
  * The order of the additions depends only on d. Group g of 4 connections
  * goes to accumulator g % 4 of four. The accumulators are added as
@@ -35,6 +38,7 @@
  * in the baseline clone. It is always inlined, so no call uses that ABI. */
 #pragma GCC diagnostic ignored "-Wpsabi"
 
+#include <immintrin.h>
 #include <stdbool.h>
 #include <string.h>
 
@@ -316,9 +320,10 @@ pnd_mask_sum_bits_rows(size_t h, size_t d, const double *p,
         sums[u] = sum_bits_row(d, p + u * d, bits + u * nw);
 }
 
-/* pnd_mask_sum_bits_rows_pair for AVX2, where the products can be pinned
- * to registers, and for the x86-64 baseline. target_clones would compile
- * one body for both, and the pinning does not compile without AVX. */
+/* Two draws of pnd_mask_sum_bits_rows_draws, for AVX2, where the products
+ * can be pinned to registers, and for the x86-64 baseline. target_clones
+ * would compile one body for both, and the pinning does not compile
+ * without AVX. */
 __attribute__((target("avx2"))) static void
 sum_bits_rows_pair_avx2(size_t h, size_t d, const double *p,
                         const uint64_t *bits_a, const uint64_t *bits_b,
@@ -339,15 +344,111 @@ sum_bits_rows_pair_base(size_t h, size_t d, const double *p,
                       &sums_a[u], &sums_b[u], false);
 }
 
-void
-pnd_mask_sum_bits_rows_pair(size_t h, size_t d, const double *p,
-                            const uint64_t *bits_a, const uint64_t *bits_b,
-                            size_t nw, double *sums_a, double *sums_b)
+/* The halves of a vector of 8 doubles as two vectors of 4. */
+#define low4(v) ((vec4d) _mm512_castpd512_pd256(v))
+#define high4(v) ((vec4d) _mm512_extractf64x4_pd((v), 1))
+
+/* Row u of pnd_mask_sum_bits_rows_draws for m <= 4 draws, with AVX-512.
+ * A group of 8 products is added under a mask register taken straight
+ * from a byte of keep bits, with no lane mask to load.
+ *
+ * Lane l of register 0 of a draw adds what lane l % 4 of accumulator l / 4
+ * adds in sum_bits_pair, and register 1 likewise for accumulators 2 and 3,
+ * in the same order. A lane whose bit is clear keeps its value, where
+ * sum_bits_pair adds +0.0 to it. The two agree because an accumulator that
+ * starts at +0.0 never becomes -0.0, so the sums have the same bits as on
+ * the other paths. With m constant, GCC keeps the 2 m accumulators in
+ * registers: AVX-512 has 32. */
+__attribute__((target("avx512f"))) static inline
+__attribute__((always_inline)) void
+sum_bits_row_draws512(size_t u, size_t h, size_t d, const double *p,
+                      size_t m, const uint64_t *bits, size_t nw, double *sums)
 {
-    if (__builtin_cpu_supports("avx2"))
-        sum_bits_rows_pair_avx2(h, d, p, bits_a, bits_b, nw, sums_a, sums_b);
-    else
-        sum_bits_rows_pair_base(h, d, p, bits_a, bits_b, nw, sums_a, sums_b);
+    const double *pu = p + u * d;
+    __m512d acc0[4], acc1[4];
+    size_t i = 0;
+
+#pragma GCC unroll 4
+    for (size_t t = 0; t < m; t++)
+        acc0[t] = acc1[t] = _mm512_setzero_pd();
+    for (; i + PND_MASK_WORD_BITS <= d; i += PND_MASK_WORD_BITS) {
+        uint64_t k[4];
+
+    #pragma GCC unroll 4
+    for (size_t t = 0; t < m; t++)
+            k[t] = bits[(t * h + u) * nw + i / PND_MASK_WORD_BITS];
+        for (size_t j = i; j < i + PND_MASK_WORD_BITS; j += 4 * GROUP) {
+            __m512d p0 = _mm512_loadu_pd(pu + j);
+            __m512d p1 = _mm512_loadu_pd(pu + j + 2 * GROUP);
+
+        #pragma GCC unroll 4
+    for (size_t t = 0; t < m; t++) {
+                acc0[t] = _mm512_mask_add_pd(acc0[t], (__mmask8) k[t],
+                                             acc0[t], p0);
+                acc1[t] = _mm512_mask_add_pd(acc1[t], (__mmask8) (k[t] >> 8),
+                                             acc1[t], p1);
+                k[t] >>= 16;
+            }
+        }
+    }
+#pragma GCC unroll 4
+    for (size_t t = 0; t < m; t++)
+        sums[t * h + u] = sum_bits_finish(i, d, pu, bits + (t * h + u) * nw,
+                                          low4(acc0[t]), high4(acc0[t]),
+                                          low4(acc1[t]), high4(acc1[t]));
+}
+
+__attribute__((target("avx512f"))) static void
+sum_bits_rows_draws512(size_t h, size_t d, const double *p, size_t m,
+                       const uint64_t *bits, size_t nw, double *sums)
+{
+    for (size_t u = 0; u < h; u++) {
+        switch (m) {
+        case 4:
+            sum_bits_row_draws512(u, h, d, p, 4, bits, nw, sums);
+            break;
+        case 3:
+            sum_bits_row_draws512(u, h, d, p, 3, bits, nw, sums);
+            break;
+        case 2:
+            sum_bits_row_draws512(u, h, d, p, 2, bits, nw, sums);
+            break;
+        default:
+            sum_bits_row_draws512(u, h, d, p, 1, bits, nw, sums);
+            break;
+        }
+    }
+}
+
+#undef low4
+#undef high4
+
+void
+pnd_mask_sum_bits_rows_draws(size_t h, size_t d, const double *p, size_t m,
+                             const uint64_t *bits, size_t nw, double *sums)
+{
+    bool avx512 = __builtin_cpu_supports("avx512f");
+    bool avx2 = __builtin_cpu_supports("avx2");
+    size_t t = 0;
+
+    for (; avx512 && t < m; t += 4) {
+        size_t mt = m - t < 4 ? m - t : 4;
+
+        sum_bits_rows_draws512(h, d, p, mt, bits + t * h * nw, nw,
+                               sums + t * h);
+    }
+    for (; t + 1 < m; t += 2) {
+        const uint64_t *b = bits + t * h * nw;
+
+        if (avx2)
+            sum_bits_rows_pair_avx2(h, d, p, b, b + h * nw, nw, sums + t * h,
+                                    sums + (t + 1) * h);
+        else
+            sum_bits_rows_pair_base(h, d, p, b, b + h * nw, nw, sums + t * h,
+                                    sums + (t + 1) * h);
+    }
+    if (t < m)
+        pnd_mask_sum_bits_rows(h, d, p, bits + t * h * nw, nw, sums + t * h);
 }
 
 /* p[u d + i] = W[u d + i] * x[i]: the products that

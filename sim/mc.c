@@ -377,49 +377,48 @@ draw_batch_loss(const struct loss_ctx *lc, uint64_t j,
     return PND_OK;
 }
 
-/* Computes L_j and L_{j+1} of two draws, each exactly as draw_batch_loss
- * computes it, with the first layer of every sample computed for both
- * draws at once (pnd_net_loss_sample_two_draws). */
+/* Computes L_j to L_{j+m-1} of m <= PND_NET_DRAWS draws, each exactly as
+ * draw_batch_loss computes it, with the first layer of every sample
+ * computed for all m draws at once (pnd_net_loss_sample_draws). */
 static int
-draw_pair_batch_loss(const struct loss_ctx *lc, uint64_t j,
-                     struct pnd_net_workspace *w, double *result /* (2) */)
+draw_group_batch_loss(const struct loss_ctx *lc, uint64_t j, size_t m,
+                      struct pnd_net_workspace *w, double *result /* (m) */)
 {
     const struct pnd_data *data = lc->data;
-    double sum[2] = { 0.0, 0.0 };
+    double sum[PND_NET_DRAWS] = { 0.0 };
 
     for (size_t k = 0; k < data->n; k++) {
-        struct pnd_mask_key keys[2] = {
-            loss_key(lc, j, k), loss_key(lc, j + 1, k)
-        };
-        double losses[2];
+        struct pnd_mask_key keys[PND_NET_DRAWS];
+        double losses[PND_NET_DRAWS];
 
-        PND_TRY(pnd_net_loss_sample_two_draws(&lc->view->net, data, k, keys,
-                                              w, losses));
-        sum[0] += losses[0];
-        sum[1] += losses[1];
+        for (size_t t = 0; t < m; t++)
+            keys[t] = loss_key(lc, j + t, k);
+        PND_TRY(pnd_net_loss_sample_draws(&lc->view->net, data, k, keys, m,
+                                          w, losses));
+        for (size_t t = 0; t < m; t++)
+            sum[t] += losses[t];
     }
-    result[0] = sum[0] / (double) data->n;
-    result[1] = sum[1] / (double) data->n;
+    for (size_t t = 0; t < m; t++)
+        result[t] = sum[t] / (double) data->n;
     return PND_OK;
 }
 
 static int
 loss_run_chunk(void *ctx, uint64_t first, uint64_t count, void *ws, void *acc)
 {
-    uint64_t j = first;
+    uint64_t end = first + count;
 
-    for (; j + 1 < first + count; j += 2) {
-        double loss[2];
+    for (uint64_t j = first; j < end; j += PND_NET_DRAWS) {
+        size_t m = end - j < PND_NET_DRAWS ? (size_t) (end - j)
+                                           : PND_NET_DRAWS;
+        double loss[PND_NET_DRAWS];
 
-        PND_TRY(draw_pair_batch_loss(ctx, j, ws, loss));
-        pnd_moment_acc_add(acc, loss[0]);
-        pnd_moment_acc_add(acc, loss[1]);
-    }
-    if (j < first + count) {
-        double loss;
-
-        PND_TRY(draw_batch_loss(ctx, j, ws, &loss));
-        pnd_moment_acc_add(acc, loss);
+        if (m == 1)
+            PND_TRY(draw_batch_loss(ctx, j, ws, &loss[0]));
+        else
+            PND_TRY(draw_group_batch_loss(ctx, j, m, ws, loss));
+        for (size_t t = 0; t < m; t++)
+            pnd_moment_acc_add(acc, loss[t]);
     }
     return PND_OK;
 }

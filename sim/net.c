@@ -296,10 +296,11 @@ pnd_net_workspace_alloc(const struct pnd_net *net)
     w->da = malloc(width_max * sizeof *w->da);
     w->dz = malloc(width_max * sizeof *w->dz);
     w->masked_W = malloc(weights_max * sizeof *w->masked_W);
-    w->z_two = malloc(2 * net->layers[0].d_out * sizeof *w->z_two);
+    w->z_draws = malloc(PND_NET_DRAWS * net->layers[0].d_out
+                        * sizeof *w->z_draws);
     if (w->z == NULL || w->a == NULL || w->mask_w == NULL || w->y == NULL
         || w->dy == NULL || w->da == NULL || w->dz == NULL
-        || w->masked_W == NULL || w->z_two == NULL)
+        || w->masked_W == NULL || w->z_draws == NULL)
         goto fail;
     for (size_t l = 0; l < net->n_layers; l++) {
         const struct pnd_layer *layer = &net->layers[l];
@@ -340,7 +341,7 @@ pnd_net_workspace_free(struct pnd_net_workspace *w)
     free(w->da);
     free(w->dz);
     free(w->masked_W);
-    free(w->z_two);
+    free(w->z_draws);
     free(w);
 }
 
@@ -635,25 +636,30 @@ forward_sample(const struct pnd_net *net, const struct pnd_data *data,
 }
 
 int
-pnd_net_loss_sample_two_draws(const struct pnd_net *net,
-                              const struct pnd_data *data, size_t k,
-                              const struct pnd_mask_key *keys,
-                              struct pnd_net_workspace *w, double *losses)
+pnd_net_loss_sample_draws(const struct pnd_net *net,
+                          const struct pnd_data *data, size_t k,
+                          const struct pnd_mask_key *keys, size_t m,
+                          struct pnd_net_workspace *w, double *losses)
 {
     const struct pnd_layer *first = &net->layers[0];
-    struct pnd_mask_key first_keys[2] = { keys[0], keys[1] };
+    struct pnd_mask_key first_keys[PND_NET_DRAWS];
 
+    if (m == 0 || m > PND_NET_DRAWS)
+        PND_ERROR(PND_EINVAL, "pnd_net_loss_sample_draws: m = %zu draws; "
+                  "use 1 to %d", m, PND_NET_DRAWS);
     PND_TRY(check_sample(data, k));
-    first_keys[0].layer = 0;
-    first_keys[1].layer = 0;
-    PND_TRY(pnd_layer_forward_two_draws(&first->mask, first_keys,
-                                        first->d_out, first->d_in, first->W,
-                                        first->b, data->X + k * data->d,
-                                        w->z_two, w->mask_w[0]));
-    for (int t = 0; t < 2; t++) {
+    for (size_t t = 0; t < m; t++) {
+        first_keys[t] = keys[t];
+        first_keys[t].layer = 0;
+    }
+    PND_TRY(pnd_layer_forward_draws(&first->mask, first_keys, m,
+                                    first->d_out, first->d_in, first->W,
+                                    first->b, data->X + k * data->d,
+                                    w->z_draws, w->mask_w[0]));
+    for (size_t t = 0; t < m; t++) {
         const double *h_last;
 
-        memcpy(w->z[0], w->z_two + t * first->d_out,
+        memcpy(w->z[0], w->z_draws + t * first->d_out,
                first->d_out * sizeof *w->z[0]);
         activation_forward(first->act, first->d_out, w->z[0], w->a[0]);
         PND_TRY(forward_layers(net, 1, w->a[0], &keys[t], w, &h_last));

@@ -15,7 +15,7 @@ struct pnd_net_workspace {
     double *da;                          /* (width_max) dl/d activation */
     double *dz;                          /* (width_max) dl/dz */
     double *masked_W;                    /* (largest d_out * d_in) W o M */
-    double *z_two;                       /* (2, layers[0].d_out) two draws */
+    double *z_draws;                     /* (PND_NET_DRAWS, layers[0].d_out) */
     struct pnd_mask_workspace **mask_w;  /* (n_layers) */
 };
 
@@ -32,13 +32,16 @@ int pnd_net_workspace_fix_input(struct pnd_net_workspace *w,
                                 const struct pnd_net *net,
                                 const struct pnd_data *data);
 
-/* Computes pnd_net_loss_sample of sample k under two draws, keys[0] and
- * keys[1], bit for bit, with the first layer computed for both draws at
- * once (pnd_layer_forward_two_draws). */
-int pnd_net_loss_sample_two_draws(const struct pnd_net *net,
-                                  const struct pnd_data *data, size_t k,
-                                  const struct pnd_mask_key *keys /* (2) */,
-                                  struct pnd_net_workspace *w,
-                                  double *losses /* (2) */);
+/* Most draws that pnd_net_loss_sample_draws takes at once. */
+#define PND_NET_DRAWS 4
+
+/* Computes pnd_net_loss_sample of sample k under m draws, 1 <= m <=
+ * PND_NET_DRAWS, keys[0] to keys[m - 1], bit for bit, with the first layer
+ * computed for all of them at once (pnd_layer_forward_draws). */
+int pnd_net_loss_sample_draws(const struct pnd_net *net,
+                              const struct pnd_data *data, size_t k,
+                              const struct pnd_mask_key *keys /* (m) */,
+                              size_t m, struct pnd_net_workspace *w,
+                              double *losses /* (m) */);
 
 #endif

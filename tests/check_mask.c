@@ -815,8 +815,8 @@ static const size_t product_shapes[][3] = {
 
 /* The sums of cached products over all rows equal the masked dot products
  * of the rows bit for bit, for all-kept, all-dropped and random keep bits.
- * So do the dot products over all rows in one call and those of two inputs
- * on one row. */
+ * So do the dot products over all rows in one call, those of two inputs
+ * on one row, and the sums of 1 to 7 draws' keep bits in one call. */
 START_TEST(test_mask_sum_bits_matches_dot)
 {
     size_t h = 3;
@@ -831,9 +831,11 @@ START_TEST(test_mask_sum_bits_matches_dot)
         double *x2 = malloc(d * sizeof *x2);           /* (d) */
         double *p = malloc(h * d * sizeof *p);         /* (h, d) */
         uint64_t *bits = malloc(h * nw * sizeof *bits);  /* (h, nw) */
+        uint64_t *bits_m = malloc(7 * h * nw * sizeof *bits_m); /* (7, h, nw) */
         double sums[3], dots[3], pair[2];              /* (h), (2) */
+        double sums_m[7 * 3];                          /* (7, h) */
 
-        ck_assert(W && x && x2 && p && bits);
+        ck_assert(W && x && x2 && p && bits && bits_m);
         fill_uniform(&r, W, h * d);
         fill_uniform(&r, x, d);
         fill_uniform(&r, x2, d);
@@ -869,7 +871,28 @@ START_TEST(test_mask_sum_bits_matches_dot)
                               "d = %zu, pattern %d, input %d: pair %.17g, "
                               "dot %.17g", d, pattern, t, pair[t], dot);
             }
+            /* m draws of keep bits on the same products. */
+            for (size_t j = 0; j < 7 * h * nw; j++)
+                bits_m[j] = pattern == 0 ? ~UINT64_C(0)
+                            : pattern == 1 ? 0
+                            : pnd_rng_bernoulli_word(&r, 0.7);
+            for (size_t m = 1; m <= 7; m++) {
+                pnd_mask_sum_bits_rows_draws(h, d, p, m, bits_m, nw, sums_m);
+                for (size_t t = 0; t < m; t++)
+                    for (size_t u = 0; u < h; u++) {
+                        double dot = pnd_mask_dot_bits(
+                            d, W + u * d, x, bits_m + (t * h + u) * nw);
+
+                        ck_assert_msg(memcmp(&dot, &sums_m[t * h + u],
+                                             sizeof dot) == 0,
+                                      "d = %zu, pattern %d, draw %zu of "
+                                      "%zu, row %zu: sum %.17g, dot %.17g",
+                                      d, pattern, t, m, u, sums_m[t * h + u],
+                                      dot);
+                    }
+            }
         }
+        free(bits_m);
         free(W);
         free(x);
         free(x2);
@@ -894,31 +917,42 @@ forward_plain(const struct pnd_mask_spec *spec,
     pnd_mask_workspace_free(w);
 }
 
-/* pnd_layer_forward_two_draws on row x with keys key and key at step + 7
- * gives z_first (h) for the first draw and, for the second, the bits of a
- * plain pass. */
-static void
-check_two_draws(const struct pnd_mask_spec *spec,
-                const struct pnd_mask_key *key, struct layer *L,
-                const double *x, const double *z_first)
-{
-    struct pnd_mask_key keys[2] = { *key, *key };
-    double *Z2 = malloc(2 * L->h * sizeof *Z2);      /* (2, h) */
-    double *Zsecond = malloc(L->h * sizeof *Zsecond);  /* (h) */
+/* Largest number of draws that check_draws passes at once: 4 + 2 + 1
+ * covers every way in which pnd_mask_sum_bits_rows_draws splits them. */
+#define MAX_DRAWS 7
 
-    ck_assert(Z2 && Zsecond);
-    keys[1].step = key->step + 7;
-    ck_assert_int_eq(pnd_layer_forward_two_draws(spec, keys, L->h, L->d,
-                                                 L->W, L->b, x, Z2, L->w),
-                     PND_OK);
-    forward_plain(spec, &keys[1], 1, L->h, L->d, L->W, L->b, x, Zsecond);
-    ck_assert_msg(memcmp(Z2, z_first, L->h * sizeof *Z2) == 0,
-                  "scheme %d: first of two draws differs", (int) spec->scheme);
-    ck_assert_msg(memcmp(Z2 + L->h, Zsecond, L->h * sizeof *Z2) == 0,
-                  "scheme %d: second of two draws differs",
-                  (int) spec->scheme);
-    free(Z2);
-    free(Zsecond);
+/* pnd_layer_forward_draws on row x with m = 1 to MAX_DRAWS draws, keys key
+ * and then key at steps step + 7, step + 14, ..., gives z_first (h) for the
+ * first draw and, for each other draw, the bits of a plain pass. */
+static void
+check_draws(const struct pnd_mask_spec *spec, const struct pnd_mask_key *key,
+            struct layer *L, const double *x, const double *z_first)
+{
+    struct pnd_mask_key keys[MAX_DRAWS];
+    double *Zm = malloc(MAX_DRAWS * L->h * sizeof *Zm);   /* (m, h) */
+    double *Zt = malloc(L->h * sizeof *Zt);               /* (h) */
+
+    ck_assert(Zm && Zt);
+    for (size_t t = 0; t < MAX_DRAWS; t++) {
+        keys[t] = *key;
+        keys[t].step = key->step + 7 * t;
+    }
+    for (size_t m = 1; m <= MAX_DRAWS; m++) {
+        ck_assert_int_eq(pnd_layer_forward_draws(spec, keys, m, L->h, L->d,
+                                                 L->W, L->b, x, Zm, L->w),
+                         PND_OK);
+        ck_assert_msg(memcmp(Zm, z_first, L->h * sizeof *Zm) == 0,
+                      "scheme %d: first of %zu draws differs",
+                      (int) spec->scheme, m);
+        for (size_t t = 1; t < m; t++) {
+            forward_plain(spec, &keys[t], 1, L->h, L->d, L->W, L->b, x, Zt);
+            ck_assert_msg(memcmp(Zm + t * L->h, Zt, L->h * sizeof *Zt) == 0,
+                          "scheme %d: draw %zu of %zu differs",
+                          (int) spec->scheme, t, m);
+        }
+    }
+    free(Zm);
+    free(Zt);
 }
 
 /* With the product cache, the forward pass gives the bits of the pass
@@ -971,10 +1005,9 @@ START_TEST(test_mask_product_cache_matches)
                                      h * sizeof *Zplain) == 0,
                               "shape %zu step %llu: row %zu differs", c,
                               (unsigned long long) step, k);
-                /* Two draws of the row at once, as the loss estimator
-                 * calls it: the second draw is a later step. */
-                check_two_draws(&spec, &kk, &L, L.X + k * d,
-                                Zplain + k * h);
+                /* Several draws of the row at once, as the loss
+                 * estimator calls it: the others are later steps. */
+                check_draws(&spec, &kk, &L, L.X + k * d, Zplain + k * h);
             }
         }
         free(M);
@@ -985,9 +1018,9 @@ START_TEST(test_mask_product_cache_matches)
 }
 END_TEST
 
-/* Without a product cache, and for the other schemes, two draws at once
- * are two plain passes. NULL keys are rejected. */
-START_TEST(test_mask_two_draws_plain)
+/* Without a product cache, and for the other schemes, m draws at once are
+ * m plain passes. NULL keys and m = 0 are rejected. */
+START_TEST(test_mask_draws_plain)
 {
     size_t n = 1, h = 4, d = 70;
     struct layer L = layer_make(n, h, d, 1700);
@@ -999,13 +1032,18 @@ START_TEST(test_mask_two_draws_plain)
         struct pnd_mask_spec spec = { masked_schemes[j], TEST_P, NULL };
 
         forward_plain(&spec, &key, 1, h, d, L.W, L.b, L.X, Zfirst);
-        check_two_draws(&spec, &key, &L, L.X, Zfirst);
+        check_draws(&spec, &key, &L, L.X, Zfirst);
     }
     {
         struct pnd_mask_spec spec = { PND_SCHEME_PERNODEDROP, TEST_P, NULL };
 
-        ck_assert_int_eq(pnd_layer_forward_two_draws(&spec, NULL, h, d, L.W,
-                                                     L.b, L.X, L.Z, L.w),
+        struct pnd_mask_key keys[1] = { key };
+
+        ck_assert_int_eq(pnd_layer_forward_draws(&spec, NULL, 2, h, d, L.W,
+                                                 L.b, L.X, L.Z, L.w),
+                         PND_EINVAL);
+        ck_assert_int_eq(pnd_layer_forward_draws(&spec, keys, 0, h, d, L.W,
+                                                 L.b, L.X, L.Z, L.w),
                          PND_EINVAL);
     }
     free(Zfirst);
@@ -1416,7 +1454,7 @@ pnd_mask_suite(void)
     tcase_add_test(core, test_mask_gradient_finite_differences);
     tcase_add_test(core, test_mask_sum_bits_matches_dot);
     tcase_add_test(core, test_mask_product_cache_matches);
-    tcase_add_test(core, test_mask_two_draws_plain);
+    tcase_add_test(core, test_mask_draws_plain);
     tcase_add_test(core, test_mask_product_cache_not_stale);
     tcase_add_test(core, test_mask_product_cache_limits);
     suite_add_tcase(s, core);

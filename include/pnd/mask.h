@@ -135,16 +135,17 @@ int pnd_layer_forward(const struct pnd_mask_spec *spec,
                       const double *X, double *Z,
                       struct pnd_mask_workspace *w);
 
-/* Runs the forward pass of one sample x (d) under two draws. Z (2, h)
- * receives the results of pnd_layer_forward with n = 1 and keys[0], then
- * keys[1], bit for bit. A pernodedrop layer whose products w keeps
- * (pnd_mask_workspace_fix_product) reads them once for both draws. Other
- * layers take two calls of pnd_layer_forward. */
-int pnd_layer_forward_two_draws(const struct pnd_mask_spec *spec,
-                                const struct pnd_mask_key *keys /* (2) */,
-                                size_t h, size_t d, const double *W,
-                                const double *b, const double *x,
-                                double *Z, struct pnd_mask_workspace *w);
+/* Runs the forward pass of one sample x (d) under m >= 1 draws. Z (m, h)
+ * receives the results of pnd_layer_forward with n = 1 and keys[0], ...,
+ * keys[m - 1], bit for bit. A pernodedrop layer whose products w keeps
+ * (pnd_mask_workspace_fix_product) reads them once for every 2 draws, or
+ * every 4 with AVX-512. Other layers take m calls of pnd_layer_forward. */
+int pnd_layer_forward_draws(const struct pnd_mask_spec *spec,
+                            const struct pnd_mask_key *keys /* (m) */,
+                            size_t m, size_t h, size_t d, const double *W,
+                            const double *b, const double *x,
+                            double *Z /* (m, h) */,
+                            struct pnd_mask_workspace *w);
 
 /* Backward pass with the masks of the same keys regenerated: given dZ (n, h)
  * it adds sum_k (M_k o dZ[k] X[k]^T) to dW (h, d), adds sum_k dZ[k] to db
