@@ -342,7 +342,16 @@ pnd_net_workspace_free(struct pnd_net_workspace *w)
     free(w->dz);
     free(w->masked_W);
     free(w->z_draws);
+    free(w->V_t);
     free(w);
+}
+
+/* Entries of a row of the transposed readout: n_out rounded up to a
+ * multiple of 4. */
+static size_t
+readout_stride(size_t c)
+{
+    return (c + 3) / 4 * 4;
 }
 
 int
@@ -352,6 +361,19 @@ pnd_net_workspace_fix_input(struct pnd_net_workspace *w,
 {
     const struct pnd_layer *first = &net->layers[0];
 
+    if (net->V != NULL) {
+        size_t c = net->n_out, c4 = readout_stride(c);
+        size_t h = net->layers[net->n_layers - 1].d_out;
+
+        free(w->V_t);
+        w->V_t = calloc(h * c4, sizeof *w->V_t);
+        if (w->V_t == NULL)
+            PND_ERROR(PND_ENOMEM, "out of memory for a copy of V (%zu x %zu)",
+                      c, h);
+        for (size_t u = 0; u < h; u++)
+            for (size_t i = 0; i < c; i++)
+                w->V_t[u * c4 + i] = net->V[i * h + u];
+    }
     if (first->mask.scheme != PND_SCHEME_PERNODEDROP || first->mask.p == 0.0
         || data->d != first->d_in)
         return PND_OK;
@@ -454,8 +476,61 @@ readout_rows(size_t m, size_t h, const double *V /* (m, h) */,
         y[i] = s[i];
 }
 
+typedef double vec4d __attribute__((vector_size(32)));
+
+/* readout_rows for rows r0 .. r0 + 4 nv - 1 (clipped to c) from V_t, the
+ * transpose of V with rows of c4 = readout_stride(c) entries: lane i of
+ * vector v adds the terms of row r0 + 4 v + i in the order u = 0..h-1, so
+ * each row's sum has the bits of readout_rows. The columns of V_t past c
+ * are 0. A macro, not a function, because GCC notes an ABI change for a
+ * function of 32-byte vectors in the baseline clone. */
+#define READOUT_VECTORS(nv, r0) \
+    do { \
+        vec4d s_[nv]; \
+        for (size_t v_ = 0; v_ < (nv); v_++) \
+            for (size_t i_ = 0; i_ < 4; i_++) \
+                s_[v_][i_] = e != NULL && (r0) + 4 * v_ + i_ < c \
+                             ? e[(r0) + 4 * v_ + i_] : 0.0; \
+        for (size_t u_ = 0; u_ < h; u_++) { \
+            vec4d a_ = { h_last[u_], h_last[u_], h_last[u_], h_last[u_] }; \
+            for (size_t v_ = 0; v_ < (nv); v_++) { \
+                vec4d m_; \
+                memcpy(&m_, V_t + u_ * c4 + (r0) + 4 * v_, sizeof m_); \
+                s_[v_] += m_ * a_; \
+            } \
+        } \
+        for (size_t v_ = 0; v_ < (nv); v_++) \
+            for (size_t i_ = 0; i_ < 4 && (r0) + 4 * v_ + i_ < c; i_++) \
+                y[(r0) + 4 * v_ + i_] = s_[v_][i_]; \
+    } while (0)
+
+/* The readout from the transposed copy of V, 16, 8 or 4 rows at a time in
+ * vectors of 4. Neither clone has FMA, so each product is rounded before
+ * its addition, as in readout_rows. */
+__attribute__((target_clones("avx2", "default"))) static void
+readout_transposed(size_t c, size_t h, const double *V_t,
+                   const double *e /* (c) or NULL */, const double *h_last,
+                   double *y /* (c) */)
+{
+    size_t c4 = readout_stride(c), r = 0;
+
+    for (; r + 16 <= c4; r += 16)
+        READOUT_VECTORS(4, r);
+    if (r + 8 <= c4) {
+        READOUT_VECTORS(2, r);
+        r += 8;
+    }
+    if (r < c4)
+        READOUT_VECTORS(1, r);
+}
+
+#undef READOUT_VECTORS
+
+/* y = V h_last + e, from V_t (pnd_net_workspace_fix_input) when it is not
+ * NULL: the same bits either way. */
 static void
-readout(const struct pnd_net *net, const double *h_last, double *y /* (n_out) */)
+readout(const struct pnd_net *net, const double *V_t, const double *h_last,
+        double *y /* (n_out) */)
 {
     size_t c = net->n_out;
     size_t h = net->layers[net->n_layers - 1].d_out;
@@ -464,6 +539,10 @@ readout(const struct pnd_net *net, const double *h_last, double *y /* (n_out) */
 
     if (net->V == NULL) {
         memcpy(y, h_last, c * sizeof *y);
+        return;
+    }
+    if (V_t != NULL) {
+        readout_transposed(c, h, V_t, e, h_last, y);
         return;
     }
     /* Eight, four or two rows at a time, so that independent sums advance
@@ -484,13 +563,13 @@ readout(const struct pnd_net *net, const double *h_last, double *y /* (n_out) */
  * when dy is not NULL, dl/dy. */
 static int
 output_loss(const struct pnd_net *net, const struct pnd_data *data, size_t k,
-            const double *h_last, double *y /* (n_out) */,
+            const double *h_last, const double *V_t, double *y /* (n_out) */,
             double *dy /* (n_out) or NULL */, double *loss)
 {
     size_t c = net->n_out;
     double value = 0.0;
 
-    readout(net, h_last, y);
+    readout(net, V_t, h_last, y);
     if (net->loss == PND_LOSS_SQUARED) {
         const double *t = data->T + k * c;
 
@@ -576,7 +655,7 @@ pnd_net_output_clean(const struct pnd_net *net, const double *x,
 {
     if (forward_with_masks(net, x, NULL, w) != PND_OK)
         return NULL;
-    readout(net, w->a[net->n_layers - 1], w->y);
+    readout(net, w->V_t, w->a[net->n_layers - 1], w->y);
     return w->y;
 }
 
@@ -598,7 +677,8 @@ pnd_net_loss_with_masks(const struct pnd_net *net,
 {
     PND_TRY(check_sample(data, k));
     PND_TRY(forward_with_masks(net, data->X + k * data->d, masks, w));
-    return output_loss(net, data, k, w->a[net->n_layers - 1], w->y, NULL, loss);
+    return output_loss(net, data, k, w->a[net->n_layers - 1], w->V_t, w->y,
+                       NULL, loss);
 }
 
 /* Runs the forward pass from layer `first` to the last on input, the input
@@ -663,7 +743,8 @@ pnd_net_loss_sample_draws(const struct pnd_net *net,
                first->d_out * sizeof *w->z[0]);
         activation_forward(first->act, first->d_out, w->z[0], w->a[0]);
         PND_TRY(forward_layers(net, 1, w->a[0], &keys[t], w, &h_last));
-        PND_TRY(output_loss(net, data, k, h_last, w->y, NULL, &losses[t]));
+        PND_TRY(output_loss(net, data, k, h_last, w->V_t, w->y, NULL,
+                            &losses[t]));
     }
     return PND_OK;
 }
@@ -676,7 +757,7 @@ pnd_net_loss_sample(const struct pnd_net *net, const struct pnd_data *data,
     const double *h_last;
 
     PND_TRY(forward_sample(net, data, k, key, w, &h_last));
-    return output_loss(net, data, k, h_last, w->y, NULL, loss);
+    return output_loss(net, data, k, h_last, w->V_t, w->y, NULL, loss);
 }
 
 int
@@ -690,7 +771,7 @@ pnd_net_grad_sample(const struct pnd_net *net, const struct pnd_data *data,
     size_t h_L = net->layers[L - 1].d_out;
 
     PND_TRY(forward_sample(net, data, k, key, w, &h_last));
-    PND_TRY(output_loss(net, data, k, h_last, w->y, w->dy, loss));
+    PND_TRY(output_loss(net, data, k, h_last, w->V_t, w->y, w->dy, loss));
 
     /* Scaling dl/dy by weight scales every gradient below by it. */
     for (size_t r = 0; r < c; r++)

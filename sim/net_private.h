@@ -16,6 +16,9 @@ struct pnd_net_workspace {
     double *dz;                          /* (width_max) dl/dz */
     double *masked_W;                    /* (largest d_out * d_in) W o M */
     double *z_draws;                     /* (PND_NET_DRAWS, layers[0].d_out) */
+    /* The readout V transposed, (h_L, n_out rounded up to a multiple of
+     * 4), by pnd_net_workspace_fix_input; NULL before or without V. */
+    double *V_t;
     struct pnd_mask_workspace **mask_w;  /* (n_layers) */
 };
 
@@ -24,9 +27,10 @@ struct pnd_net_workspace {
 const double *pnd_net_output_clean(const struct pnd_net *net, const double *x,
                                    struct pnd_net_workspace *w);
 
-/* Promise that the first layer's weights and the inputs data->X stay
- * unchanged while w is used, so that a pernodedrop first layer sums cached
- * products (pnd_mask_workspace_fix_product). For runs over mask draws of a
+/* Promise that the first layer's weights, the readout V and the inputs
+ * data->X stay unchanged while w is used, so that a pernodedrop first
+ * layer sums cached products (pnd_mask_workspace_fix_product) and the
+ * readout reads a transposed copy of V. For runs over mask draws of a
  * network and data set that do not change, as in sim/mc.c. */
 int pnd_net_workspace_fix_input(struct pnd_net_workspace *w,
                                 const struct pnd_net *net,

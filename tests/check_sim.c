@@ -579,10 +579,11 @@ START_TEST(test_threads_identical)
 END_TEST
 
 /* A pernodedrop network of the given model with n_layers layers of widths
- * 6, 5, ... and n samples of dimension d. */
+ * 6, 5, ..., c outputs and n samples of dimension d. */
 static void
-make_pernodedrop_net(enum pnd_model model, size_t d, size_t n_layers, size_t n,
-                     struct pnd_net **net, struct pnd_data **data)
+make_pernodedrop_net_c(enum pnd_model model, size_t d, size_t n_layers,
+                       size_t c, size_t n, struct pnd_net **net,
+                       struct pnd_data **data)
 {
     struct pnd_synth_spec spec;
 
@@ -592,7 +593,7 @@ make_pernodedrop_net(enum pnd_model model, size_t d, size_t n_layers, size_t n,
     spec.d = d;
     for (size_t l = 0; l < n_layers; l++)
         spec.h[l] = 6 - l;
-    spec.c = 2;
+    spec.c = c;
     spec.n = n;
     spec.seed = 11;
     ck_assert_int_eq(pnd_net_synth(&spec, net, data), PND_OK);
@@ -600,15 +601,23 @@ make_pernodedrop_net(enum pnd_model model, size_t d, size_t n_layers, size_t n,
                                         TEST_SEED), PND_OK);
 }
 
-/* pnd_mc_loss keeps the products of the first layer with the data
- * (pnd_net_workspace_fix_input) and computes that layer for two draws at a
- * time. Its estimate must have the bits of the same draws computed one by
- * one through pnd_net_loss_sample on a workspace without that cache. The
- * draws fit in one chunk, so both add them in the same order; their odd
- * number leaves a last draw on its own. */
+static void
+make_pernodedrop_net(enum pnd_model model, size_t d, size_t n_layers, size_t n,
+                     struct pnd_net **net, struct pnd_data **data)
+{
+    make_pernodedrop_net_c(model, d, n_layers, 2, n, net, data);
+}
+
+/* pnd_mc_loss keeps the products of the first layer with the data and a
+ * transposed copy of the readout (pnd_net_workspace_fix_input), and
+ * computes that layer for four draws at a time. Its estimate must have the
+ * bits of the same draws computed one by one through pnd_net_loss_sample
+ * on a workspace without those copies. The draws fit in one chunk, so both
+ * add them in the same order; their number, 301 = 4 * 75 + 1, leaves a
+ * last draw on its own. */
 static void
 check_loss_matches_uncached(enum pnd_model model, size_t d, size_t n_layers,
-                            size_t n)
+                            size_t c, size_t n)
 {
     struct pnd_net *net;
     struct pnd_data *data;
@@ -618,7 +627,7 @@ check_loss_matches_uncached(enum pnd_model model, size_t d, size_t n_layers,
     struct pnd_moment_acc acc;
     uint64_t draws = 301;
 
-    make_pernodedrop_net(model, d, n_layers, n, &net, &data);
+    make_pernodedrop_net_c(model, d, n_layers, c, n, &net, &data);
     mc_options(&opt, draws, TEST_SEED);
     opt.threads = 1;
     ck_assert_int_eq(pnd_mc_loss(net, data, PND_BATCH_OWN, &opt, &mc), PND_OK);
@@ -653,9 +662,13 @@ check_loss_matches_uncached(enum pnd_model model, size_t d, size_t n_layers,
 
 START_TEST(test_loss_product_cache)
 {
-    check_loss_matches_uncached(PND_MODEL_READOUT, 37, 1, 1);
-    check_loss_matches_uncached(PND_MODEL_READOUT, 64, 1, 3);
-    check_loss_matches_uncached(PND_MODEL_MLP, 19, 2, 2);
+    /* c = 10 and 17 take the readout's 16-, 8- and 4-row passes. */
+    check_loss_matches_uncached(PND_MODEL_READOUT, 37, 1, 2, 1);
+    check_loss_matches_uncached(PND_MODEL_READOUT, 64, 1, 2, 3);
+    check_loss_matches_uncached(PND_MODEL_READOUT, 70, 1, 10, 1);
+    check_loss_matches_uncached(PND_MODEL_READOUT, 130, 1, 17, 2);
+    check_loss_matches_uncached(PND_MODEL_MLP, 19, 2, 2, 2);
+    check_loss_matches_uncached(PND_MODEL_MLP, 19, 2, 10, 2);
 }
 END_TEST
 
