@@ -676,7 +676,8 @@ START_TEST(test_bernoulli_words_match_reference)
 {
     static const double qs[] = {
         0.7, 0.5, 0.25, 0.1, 1e-3, 0.999999, 1.0 - 0x1p-53, 0x1p-1074,
-        0x1p-60, 1.0 / 3.0, 0.0, 1.0,
+        0x1p-60, 1.0 / 3.0, 0.0, 1.0, 0.9, 0.2, 0.75 + 0x1p-10,
+        0.75 - 0x1p-10, 0.25 - 0x1p-10, 0.25 + 0x1p-10,
     };
     static const size_t counts[] = { 1, 40, 64, 150, 1000 };
     uint64_t words[1000], expected[1000];
@@ -701,6 +702,29 @@ START_TEST(test_bernoulli_words_match_reference)
                               "q = %.17g, %zu words: different number of "
                               "outputs of generator %d", qs[t], n, g);
         }
+    }
+}
+END_TEST
+
+/* A table has a mark exactly when the byte value of least probability,
+ * min(q, 1 - q)^8, has less than 2^-16, the width of a cell: when q lies
+ * outside [1/4, 3/4]. The q of test_bernoulli_words_match_reference take
+ * both ways. */
+START_TEST(test_bernoulli_table_marked)
+{
+    static const struct { double q; bool marked; } cases[] = {
+        { 0.9, true }, { 0.1, true }, { 0.999999, true }, { 0x1p-60, true },
+        { 0.75 + 0x1p-10, true }, { 0.25 - 0x1p-10, true },
+        { 0.7, false }, { 1.0 / 3.0, false }, { 0.75 - 0x1p-10, false },
+        { 0.25 + 0x1p-10, false },
+    };
+
+    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
+        ck_assert_int_eq(pnd_bernoulli_method_of(cases[t].q),
+                         PND_BERNOULLI_TABLE);
+        ck_assert_msg(pnd_bernoulli_table_marked(cases[t].q)
+                      == cases[t].marked, "q = %.17g: marked should be %d",
+                      cases[t].q, (int) cases[t].marked);
     }
 }
 END_TEST
@@ -1385,6 +1409,7 @@ pnd_rng_suite(void)
     tcase_add_test(core, test_bernoulli_lane_independence);
     tcase_add_test(core, test_bernoulli_matches_reference);
     tcase_add_test(core, test_bernoulli_words_match_reference);
+    tcase_add_test(core, test_bernoulli_table_marked);
     tcase_add_test(core, test_bernoulli_words_per_call);
     tcase_add_test(core, test_bernoulli_words_short_q);
     tcase_add_test(core, test_bernoulli_words_table_outputs);
