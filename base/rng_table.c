@@ -460,10 +460,24 @@ marked_block(pnd_pcg64 *r /* (2) */, const pnd_rng_bernoulli_table *t,
     r[0].state = s0;
     r[1].state = s1;
 
-    for (size_t j = 0; j < n; j++)
-        if (has_byte(words[j], mark))
-            words[j] = resolve_word(&r[0], t, bw[j].u[0], bw[j].u[1],
-                                    words[j]);
+    for (size_t j = 0; j < n; j++) {
+        if (!has_byte(words[j], mark))
+            continue;
+        /* Only a tied cell gives the mark, so the other bytes need no
+         * look at the table. */
+        for (int b = 0; b < 8; b++) {
+            unsigned c;
+            uint64_t o;
+
+            if ((uint8_t) (words[j] >> (8 * b)) != mark)
+                continue;
+            c = cell_of(bw[j].u[0], bw[j].u[1], b);
+            o = resolve_tie(generator_digits, &r[0], t->data->bound, c,
+                            t->data->entry[c] & 0xff);
+            words[j] = (words[j] & ~((uint64_t) 0xff << (8 * b)))
+                       | o << (8 * b);
+        }
+    }
 }
 
 /* Draws one block of n <= TABLE_BLOCK words (see the file comment). */
