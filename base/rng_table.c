@@ -24,11 +24,10 @@
  * at or above it, and equality has probability 0.
  *
  * Cost: 16 random bits per 8 lanes, so 2 outputs per word of 64 lanes,
- * and 8 table loads. When q lies outside [1/4, 3/4], a table in bytes
- * marks the tied cells with a byte value that no other cell has, and the
- * ties are found after the block's words (marked_block). The former method compared the first 5 digits of all
- * lanes (5 outputs per word) and then drew more for the lanes still open.
- * BENCHMARKS.md has the measurements.
+ * and 8 table loads. The ties are found after a block's words, from the
+ * entries kept for them (table_block). The former method compared the
+ * first 5 digits of all lanes (5 outputs per word) and then drew more for
+ * the lanes still open. BENCHMARKS.md has the measurements.
  *
  * Draw order of pnd_rng_bernoulli_words_table, per block of 64 words (the
  * last block shorter): word j draws u0 from r[0] and then u1 from r[1];
@@ -45,6 +44,9 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#if defined(__SSE2__)
+#include <emmintrin.h>
+#endif
 
 #include "base/rng_table.h"
 
@@ -67,14 +69,6 @@ struct table_data {
      * interval contains the cell's start, ORed with TIE_FLAG when a
      * boundary lies inside the cell. */
     uint16_t entry[CELLS];                     /* (CELLS) */
-    /* The same table in bytes, when q has a mark: a byte value that no
-     * untied cell has, written for every tied cell. The value of least
-     * probability (0x00 when q >= 1/2, 0xff otherwise) is a mark when its
-     * probability is below 2^-16, the width of a cell, that is when q lies
-     * outside [1/4, 3/4]. */
-    bool marked;
-    uint8_t mark;
-    uint8_t byte[CELLS];                       /* (CELLS) when marked */
     struct frac512 bound[BYTE_VALUES];         /* (256) C_0 .. C_255 */
 };
 
@@ -299,17 +293,6 @@ pnd_rng_bernoulli_table_alloc(double q)
             && data->bound[o + 1].l[LIMBS - 1] >> CELL_SHIFT == c)
             data->entry[c] |= TIE_FLAG;
     }
-
-    /* The mark is checked on the table itself rather than taken from the
-     * bound on its probability. */
-    data->mark = q >= 0.5 ? 0x00 : 0xff;
-    data->marked = true;
-    for (unsigned c = 0; c < CELLS; c++)
-        if (data->entry[c] == data->mark)
-            data->marked = false;
-    for (unsigned c = 0; c < CELLS; c++)
-        data->byte[c] = data->entry[c] & TIE_FLAG ? data->mark
-                                                  : (uint8_t) data->entry[c];
     return t;
 }
 
@@ -330,63 +313,56 @@ cell_of(uint64_t u0, uint64_t u1, int b)
            & (CELLS - 1);
 }
 
-/* Gives the tied bytes of word j the values that their further digits
- * decide. */
-static uint64_t
-resolve_word(pnd_pcg64 *g, const pnd_rng_bernoulli_table *t, uint64_t u0,
-             uint64_t u1, uint64_t word)
-{
-    for (int b = 0; b < 8; b++) {
-        unsigned c = cell_of(u0, u1, b);
-
-        if (t->data->entry[c] & TIE_FLAG) {
-            uint64_t o = resolve_tie(generator_digits, g, t->data->bound, c,
-                                     t->data->entry[c] & 0xff);
-
-            word = (word & ~((uint64_t) 0xff << (8 * b))) | o << (8 * b);
-        }
-    }
-    return word;
-}
-
 /* The two outputs of a word of a block. */
 struct block_word {
     uint64_t u[2];              /* u0 from r[0], u1 from r[1] */
 };
 
-/* Writes to *word the bytes of a word before its ties are resolved, each
- * the entry of its cell, and returns nonzero when a byte is tied. */
-static inline __attribute__((always_inline)) unsigned
-table_word(const uint16_t *entry, struct block_word *bw, uint64_t *word)
+/* Writes to e (8) the table entries of the 8 cells of a word. */
+static inline __attribute__((always_inline)) void
+table_word(const uint16_t *entry, struct block_word *bw, uint16_t *e)
 {
-    unsigned tied = 0;
-
 #if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    /* Byte stores and 2-byte loads of the stored outputs need fewer
-     * instructions than shifts. The empty asm keeps GCC from turning them
-     * back into shifts. */
-    uint8_t *lo = (uint8_t *) word;
-
+    /* 2-byte loads of the stored outputs need fewer instructions than
+     * shifts. The empty asm keeps GCC from turning them back into shifts. */
     __asm__ ("" : : "m" (bw->u));
 #pragma GCC unroll 8
     for (int b = 0; b < 8; b++) {
-        uint16_t c, e;
+        uint16_t c;
 
         memcpy(&c, (const char *) bw->u + 2 * b, sizeof c);
-        e = entry[c];
-        lo[b] = (uint8_t) e;
-        tied |= e;
+        e[b] = entry[c];
     }
 #else
+    for (int b = 0; b < 8; b++)
+        e[b] = entry[cell_of(bw->u[0], bw->u[1], b)];
+#endif
+}
+
+/* Writes to *word the bytes of the entries e (8) and returns a mask of its
+ * tied bytes: bit 2 b + 1 for byte b. */
+static inline unsigned
+entries_to_word(const uint16_t *e, uint64_t *word)
+{
+#if defined(__SSE2__)
+    /* The low bytes of the 8 entries, packed, and the tie flags moved to
+     * the top bit of each entry's high byte for the byte mask. */
+    __m128i v = _mm_loadu_si128((const __m128i *) e);
+    __m128i low = _mm_and_si128(v, _mm_set1_epi16(0xff));
+    unsigned high = (unsigned) _mm_movemask_epi8(_mm_slli_epi16(v, 7));
+
+    _mm_storel_epi64((__m128i *) word, _mm_packus_epi16(low, low));
+    return high & 0xaaaau;
+#else
+    unsigned tied = 0;
+
     *word = 0;
     for (int b = 0; b < 8; b++) {
-        unsigned c = cell_of(bw->u[0], bw->u[1], b);
-
-        *word |= (uint64_t) (entry[c] & 0xff) << (8 * b);
-        tied |= entry[c];
+        *word |= (uint64_t) (e[b] & 0xff) << (8 * b);
+        tied |= (unsigned) ((e[b] & TIE_FLAG) != 0) << (2 * b + 1);
     }
+    return tied;
 #endif
-    return tied & TIE_FLAG;
 }
 
 /* Returns the pcg64-dxsm output of the state s, as
@@ -402,94 +378,20 @@ dxsm_output(pnd_uint128 s)
     return high * low;
 }
 
-/* Writes to *word the bytes of the cells of bw from the marked table byte,
- * a tied cell giving the mark. */
-static inline __attribute__((always_inline)) void
-marked_word(const uint8_t *byte, struct block_word *bw, uint64_t *word)
-{
-#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
-    uint8_t *lo = (uint8_t *) word;
-
-    __asm__ ("" : : "m" (bw->u));
-#pragma GCC unroll 8
-    for (int b = 0; b < 8; b++) {
-        uint16_t c;
-
-        memcpy(&c, (const char *) bw->u + 2 * b, sizeof c);
-        lo[b] = byte[c];
-    }
-#else
-    *word = 0;
-    for (int b = 0; b < 8; b++)
-        *word |= (uint64_t) byte[cell_of(bw->u[0], bw->u[1], b)] << (8 * b);
-#endif
-}
-
-/* Whether a byte of x equals mark. */
-static inline bool
-has_byte(uint64_t x, uint8_t mark)
-{
-    const uint64_t ones = UINT64_C(0x0101010101010101);
-    uint64_t y = x ^ (ones * mark);
-
-    return ((y - ones) & ~y & (ones << 7)) != 0;
-}
-
-/* table_block for a marked table: the loop over the words does no test
- * for ties, and a second pass finds the words with a marked byte. Testing
- * every byte in the loop made a word about 15% slower at q = 0.9 on an AMD
- * EPYC of family 26 (docs/rng.md). The words, the ties and the order of
- * their digits are those of table_block. */
-static void
-marked_block(pnd_pcg64 *r /* (2) */, const pnd_rng_bernoulli_table *t,
-             size_t n, uint64_t *words /* (n) */)
-{
-    struct block_word bw[TABLE_BLOCK];      /* (n) */
-    pnd_uint128 s0 = r[0].state, s1 = r[1].state;
-    const pnd_uint128 inc0 = r[0].inc, inc1 = r[1].inc;
-    const uint8_t *byte = t->data->byte;
-    const uint8_t mark = t->data->mark;
-
-    for (size_t j = 0; j < n; j++) {
-        bw[j].u[0] = dxsm_output(s0);
-        bw[j].u[1] = dxsm_output(s1);
-        s0 = s0 * PND_PCG_CHEAP_MULTIPLIER + inc0;
-        s1 = s1 * PND_PCG_CHEAP_MULTIPLIER + inc1;
-        marked_word(byte, &bw[j], &words[j]);
-    }
-    r[0].state = s0;
-    r[1].state = s1;
-
-    for (size_t j = 0; j < n; j++) {
-        if (!has_byte(words[j], mark))
-            continue;
-        /* Only a tied cell gives the mark, so the other bytes need no
-         * look at the table. */
-        for (int b = 0; b < 8; b++) {
-            unsigned c;
-            uint64_t o;
-
-            if ((uint8_t) (words[j] >> (8 * b)) != mark)
-                continue;
-            c = cell_of(bw[j].u[0], bw[j].u[1], b);
-            o = resolve_tie(generator_digits, &r[0], t->data->bound, c,
-                            t->data->entry[c] & 0xff);
-            words[j] = (words[j] & ~((uint64_t) 0xff << (8 * b)))
-                       | o << (8 * b);
-        }
-    }
-}
-
-/* Draws one block of n <= TABLE_BLOCK words (see the file comment). */
+/* Draws one block of n <= TABLE_BLOCK words (see the file comment). The
+ * loop over the words only looks up the entries of their cells and keeps
+ * them. A second pass makes the words and finds the tied bytes. Testing
+ * every byte for a tie inside the loop made a word about 15% slower at
+ * q = 0.9 on an AMD EPYC of family 26 (docs/rng.md). */
 static void
 table_block(pnd_pcg64 *r /* (2) */, const pnd_rng_bernoulli_table *t, size_t n,
             uint64_t *words /* (n) */)
 {
     struct block_word bw[TABLE_BLOCK];      /* (n) */
-    uint64_t flagged = 0;           /* bit j: word j has a tied byte */
+    uint16_t e[TABLE_BLOCK][8];             /* (n, 8) entries of the cells */
     /* The states and the table's address as plain variables, so that GCC
-     * keeps them in registers. A byte store may change any object in
-     * memory, so GCC would reload the table's address after each one. */
+     * keeps them in registers. A store may change any object in memory,
+     * so GCC would reload the table's address after each one. */
     pnd_uint128 s0 = r[0].state, s1 = r[1].state;
     const pnd_uint128 inc0 = r[0].inc, inc1 = r[1].inc;
     const uint16_t *entry = t->data->entry;
@@ -499,16 +401,23 @@ table_block(pnd_pcg64 *r /* (2) */, const pnd_rng_bernoulli_table *t, size_t n,
         bw[j].u[1] = dxsm_output(s1);
         s0 = s0 * PND_PCG_CHEAP_MULTIPLIER + inc0;
         s1 = s1 * PND_PCG_CHEAP_MULTIPLIER + inc1;
-        flagged |= (uint64_t) (table_word(entry, &bw[j], &words[j]) != 0)
-                   << j;
+        table_word(entry, &bw[j], e[j]);
     }
     r[0].state = s0;
     r[1].state = s1;
 
-    for (; flagged != 0; flagged &= flagged - 1) {
-        size_t j = (size_t) __builtin_ctzll(flagged);
+    for (size_t j = 0; j < n; j++) {
+        unsigned tied = entries_to_word(e[j], &words[j]);
 
-        words[j] = resolve_word(&r[0], t, bw[j].u[0], bw[j].u[1], words[j]);
+        for (; tied != 0; tied &= tied - 1) {
+            int b = __builtin_ctz(tied) / 2;
+            uint64_t o = resolve_tie(generator_digits, &r[0], t->data->bound,
+                                     cell_of(bw[j].u[0], bw[j].u[1], b),
+                                     e[j][b] & 0xff);
+
+            words[j] = (words[j] & ~((uint64_t) 0xff << (8 * b)))
+                       | o << (8 * b);
+        }
     }
 }
 
@@ -524,10 +433,7 @@ pnd_rng_bernoulli_words_table(pnd_pcg64 *r /* (2) */,
     for (size_t j0 = 0; j0 < n_words; j0 += TABLE_BLOCK) {
         size_t n = n_words - j0 < TABLE_BLOCK ? n_words - j0 : TABLE_BLOCK;
 
-        if (t->data->marked)
-            marked_block(r, t, n, words + j0);
-        else
-            table_block(r, t, n, words + j0);
+        table_block(r, t, n, words + j0);
     }
 }
 
@@ -586,16 +492,6 @@ pnd_bernoulli_bounds_of(double q, uint64_t (*bound)[8] /* (256, 8) */)
     for (int o = 0; o < BYTE_VALUES; o++)
         for (int i = 0; i < LIMBS; i++)
             bound[o][i] = b[o].l[LIMBS - 1 - i];
-}
-
-bool
-pnd_bernoulli_table_marked(double q)
-{
-    pnd_rng_bernoulli_table *t = pnd_rng_bernoulli_table_alloc(q);
-    bool marked = t != NULL && t->data != NULL && t->data->marked;
-
-    pnd_rng_bernoulli_table_free(t);
-    return marked;
 }
 
 /* A list of words as a digit source. */

@@ -4,7 +4,6 @@
 #ifndef PND_BASE_RNG_TABLE_H
 #define PND_BASE_RNG_TABLE_H
 
-#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -42,10 +41,5 @@ void pnd_bernoulli_bounds_of(double q, uint64_t (*bound)[8] /* (256, 8) */);
  * words read. */
 unsigned pnd_bernoulli_byte_of(double q, unsigned cell,
                                const uint64_t *digits /* (8) */, int *n_used);
-
-/* For tests: whether the table of a q of the table method has a mark, a
- * byte value that only tied cells give, so that its words go the faster
- * way (see struct table_data in base/rng_table.c). */
-bool pnd_bernoulli_table_marked(double q);
 
 #endif

@@ -706,29 +706,6 @@ START_TEST(test_bernoulli_words_match_reference)
 }
 END_TEST
 
-/* A table has a mark exactly when the byte value of least probability,
- * min(q, 1 - q)^8, has less than 2^-16, the width of a cell: when q lies
- * outside [1/4, 3/4]. The q of test_bernoulli_words_match_reference take
- * both ways. */
-START_TEST(test_bernoulli_table_marked)
-{
-    static const struct { double q; bool marked; } cases[] = {
-        { 0.9, true }, { 0.1, true }, { 0.999999, true }, { 0x1p-60, true },
-        { 0.75 + 0x1p-10, true }, { 0.25 - 0x1p-10, true },
-        { 0.7, false }, { 1.0 / 3.0, false }, { 0.75 - 0x1p-10, false },
-        { 0.25 + 0x1p-10, false },
-    };
-
-    for (size_t t = 0; t < sizeof cases / sizeof cases[0]; t++) {
-        ck_assert_int_eq(pnd_bernoulli_method_of(cases[t].q),
-                         PND_BERNOULLI_TABLE);
-        ck_assert_msg(pnd_bernoulli_table_marked(cases[t].q)
-                      == cases[t].marked, "q = %.17g: marked should be %d",
-                      cases[t].q, (int) cases[t].marked);
-    }
-}
-END_TEST
-
 /* Counts the outputs that r advanced from start by stepping a copy. It
  * stops after limit steps and then returns limit + 1. */
 static int
@@ -1409,7 +1386,6 @@ pnd_rng_suite(void)
     tcase_add_test(core, test_bernoulli_lane_independence);
     tcase_add_test(core, test_bernoulli_matches_reference);
     tcase_add_test(core, test_bernoulli_words_match_reference);
-    tcase_add_test(core, test_bernoulli_table_marked);
     tcase_add_test(core, test_bernoulli_words_per_call);
     tcase_add_test(core, test_bernoulli_words_short_q);
     tcase_add_test(core, test_bernoulli_words_table_outputs);
