@@ -173,12 +173,14 @@ sample_residual(const struct pnd_net *net, const struct pnd_data *data,
         w->mu[u] = sum;
     }
     for (size_t a = 0; a < c; a++) {
-        double y = w->mu[a];
+        double y;
 
         if (net->V != NULL) {
             y = net->e != NULL ? net->e[a] : 0.0;
             for (size_t u = 0; u < h; u++)
                 y += net->V[a * h + u] * w->mu[u];
+        } else {
+            y = w->mu[a];       /* the linear model: c = h */
         }
         w->r[a] = y - t[a];
         half_r2 += 0.5 * w->r[a] * w->r[a];
