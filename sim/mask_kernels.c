@@ -375,15 +375,15 @@ sum_bits_row_draws512(size_t u, size_t h, size_t d, const double *p,
     for (; i + PND_MASK_WORD_BITS <= d; i += PND_MASK_WORD_BITS) {
         uint64_t k[4];
 
-    #pragma GCC unroll 4
-    for (size_t t = 0; t < m; t++)
+#pragma GCC unroll 4
+        for (size_t t = 0; t < m; t++)
             k[t] = bits[(t * h + u) * nw + i / PND_MASK_WORD_BITS];
         for (size_t j = i; j < i + PND_MASK_WORD_BITS; j += 4 * GROUP) {
             __m512d p0 = _mm512_loadu_pd(pu + j);
             __m512d p1 = _mm512_loadu_pd(pu + j + 2 * GROUP);
 
-        #pragma GCC unroll 4
-    for (size_t t = 0; t < m; t++) {
+#pragma GCC unroll 4
+            for (size_t t = 0; t < m; t++) {
                 acc0[t] = _mm512_mask_add_pd(acc0[t], (__mmask8) k[t],
                                              acc0[t], p0);
                 acc1[t] = _mm512_mask_add_pd(acc1[t], (__mmask8) (k[t] >> 8),
