@@ -8,6 +8,7 @@
 #ifndef PND_SIM_MASK_INTERNAL_H
 #define PND_SIM_MASK_INTERNAL_H
 
+#include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
 
@@ -57,6 +58,10 @@ void pnd_mask_sum_bits_rows_draws(size_t h, size_t d,
                                   const double *p /* (h, d) */, size_t m,
                                   const uint64_t *bits /* (m, h, nw) */,
                                   size_t nw, double *sums /* (m, h) */);
+
+/* For tests: true makes pnd_mask_sum_bits_rows_draws skip its AVX-512
+ * kernel, so that a machine with AVX-512 also tests the pair kernels. */
+extern bool pnd_mask_avx512_off;
 
 /* p[u d + i] = W[u d + i] * x[i] for u < h, i < d: the products of every
  * row of W with one input, as pnd_mask_sum_bits_rows takes them. */

@@ -424,11 +424,13 @@ sum_bits_rows_draws512(size_t h, size_t d, const double *p, size_t m,
 #undef low4
 #undef high4
 
+bool pnd_mask_avx512_off = false;
+
 void
 pnd_mask_sum_bits_rows_draws(size_t h, size_t d, const double *p, size_t m,
                              const uint64_t *bits, size_t nw, double *sums)
 {
-    bool avx512 = __builtin_cpu_supports("avx512f");
+    bool avx512 = !pnd_mask_avx512_off && __builtin_cpu_supports("avx512f");
     bool avx2 = __builtin_cpu_supports("avx2");
     size_t t = 0;
 

@@ -813,6 +813,32 @@ static const size_t product_shapes[][3] = {
 };
 #define N_PRODUCT_SHAPES (sizeof product_shapes / sizeof product_shapes[0])
 
+/* pnd_mask_sum_bits_rows_draws with m draws of keep bits bits_m (m, h, nw)
+ * on the products p of W and x gives the bits of pnd_mask_dot_bits for
+ * every draw and row. avx512_off turns its AVX-512 kernel off. */
+static void
+check_sum_draws(size_t h, size_t d, const double *W, const double *x,
+                const double *p, size_t m, const uint64_t *bits_m, size_t nw,
+                bool avx512_off)
+{
+    double sums[7 * 3];                                /* (m, h) */
+
+    ck_assert(m <= 7 && h <= 3);
+    pnd_mask_avx512_off = avx512_off;
+    pnd_mask_sum_bits_rows_draws(h, d, p, m, bits_m, nw, sums);
+    pnd_mask_avx512_off = false;
+    for (size_t t = 0; t < m; t++)
+        for (size_t u = 0; u < h; u++) {
+            double dot = pnd_mask_dot_bits(d, W + u * d, x,
+                                           bits_m + (t * h + u) * nw);
+
+            ck_assert_msg(memcmp(&dot, &sums[t * h + u], sizeof dot) == 0,
+                          "d = %zu, draw %zu of %zu, row %zu, AVX-512 %s: "
+                          "sum %.17g, dot %.17g", d, t, m, u,
+                          avx512_off ? "off" : "on", sums[t * h + u], dot);
+        }
+}
+
 /* The sums of cached products over all rows equal the masked dot products
  * of the rows bit for bit, for all-kept, all-dropped and random keep bits.
  * So do the dot products over all rows in one call, those of two inputs
@@ -833,7 +859,6 @@ START_TEST(test_mask_sum_bits_matches_dot)
         uint64_t *bits = malloc(h * nw * sizeof *bits);  /* (h, nw) */
         uint64_t *bits_m = malloc(7 * h * nw * sizeof *bits_m); /* (7, h, nw) */
         double sums[3], dots[3], pair[2];              /* (h), (2) */
-        double sums_m[7 * 3];                          /* (7, h) */
 
         ck_assert(W && x && x2 && p && bits && bits_m);
         fill_uniform(&r, W, h * d);
@@ -876,21 +901,10 @@ START_TEST(test_mask_sum_bits_matches_dot)
                 bits_m[j] = pattern == 0 ? ~UINT64_C(0)
                             : pattern == 1 ? 0
                             : pnd_rng_bernoulli_word(&r, 0.7);
-            for (size_t m = 1; m <= 7; m++) {
-                pnd_mask_sum_bits_rows_draws(h, d, p, m, bits_m, nw, sums_m);
-                for (size_t t = 0; t < m; t++)
-                    for (size_t u = 0; u < h; u++) {
-                        double dot = pnd_mask_dot_bits(
-                            d, W + u * d, x, bits_m + (t * h + u) * nw);
-
-                        ck_assert_msg(memcmp(&dot, &sums_m[t * h + u],
-                                             sizeof dot) == 0,
-                                      "d = %zu, pattern %d, draw %zu of "
-                                      "%zu, row %zu: sum %.17g, dot %.17g",
-                                      d, pattern, t, m, u, sums_m[t * h + u],
-                                      dot);
-                    }
-            }
+            /* With the AVX-512 kernel, where there is one, and without. */
+            for (int off = 0; off < 2; off++)
+                for (size_t m = 1; m <= 7; m++)
+                    check_sum_draws(h, d, W, x, p, m, bits_m, nw, off);
         }
         free(bits_m);
         free(W);
