@@ -345,8 +345,8 @@ static inline unsigned
 entries_to_word(const uint16_t *e, uint64_t *word)
 {
 #if defined(__SSE2__)
-    /* The low bytes of the 8 entries, packed, and the tie flags moved to
-     * the top bit of each entry's high byte for the byte mask. */
+    /* Pack the low bytes of the 8 entries, and shift each tie flag to the
+     * top bit of its entry's high byte, where the byte mask reads it. */
     __m128i v = _mm_loadu_si128((const __m128i *) e);
     __m128i low = _mm_and_si128(v, _mm_set1_epi16(0xff));
     unsigned high = (unsigned) _mm_movemask_epi8(_mm_slli_epi16(v, 7));

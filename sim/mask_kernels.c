@@ -357,9 +357,9 @@ sum_bits_rows_pair_base(size_t h, size_t d, const double *p,
  * in the same order. A lane whose bit is clear keeps its value, where
  * sum_bits_pair adds +0.0 to it. The two agree because an accumulator that
  * starts at +0.0 never becomes -0.0, so the sums have the same bits as on
- * the other paths. (A NaN sum may differ in its sign or payload; the
- * callers reject non-finite sums.) With m constant, GCC keeps the 2 m
- * accumulators in registers: AVX-512 has 32. */
+ * the other paths. A NaN sum may differ in its sign or payload, which
+ * does not matter because the callers reject non-finite sums. With m
+ * constant, GCC keeps the 2 m accumulators in AVX-512's 32 registers. */
 __attribute__((target("avx512f"))) static inline
 __attribute__((always_inline)) void
 sum_bits_row_draws512(size_t u, size_t h, size_t d, const double *p,

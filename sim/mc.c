@@ -358,31 +358,13 @@ loss_key(const struct loss_ctx *lc, uint64_t j, size_t k)
     return key;
 }
 
-/* L_j = (1/n) sum_k l_k of draw j. */
+/* Computes the batch losses L_j = (1/n) sum_k l_k of the m <= PND_NET_DRAWS
+ * draws j to j + m - 1. The first layer of a sample is computed for all m
+ * draws at once (pnd_net_loss_sample_draws), and each L_j has the bits of
+ * a loop over pnd_net_loss_sample. */
 static int
-draw_batch_loss(const struct loss_ctx *lc, uint64_t j,
-                struct pnd_net_workspace *w, double *result)
-{
-    const struct pnd_data *data = lc->data;
-    double sum = 0.0;
-
-    for (size_t k = 0; k < data->n; k++) {
-        struct pnd_mask_key key = loss_key(lc, j, k);
-        double loss;
-
-        PND_TRY(pnd_net_loss_sample(&lc->view->net, data, k, &key, w, &loss));
-        sum += loss;
-    }
-    *result = sum / (double) data->n;
-    return PND_OK;
-}
-
-/* Computes L_j to L_{j+m-1} of m <= PND_NET_DRAWS draws, each exactly as
- * draw_batch_loss computes it, with the first layer of every sample
- * computed for all m draws at once (pnd_net_loss_sample_draws). */
-static int
-draw_group_batch_loss(const struct loss_ctx *lc, uint64_t j, size_t m,
-                      struct pnd_net_workspace *w, double *result /* (m) */)
+draw_batch_losses(const struct loss_ctx *lc, uint64_t j, size_t m,
+                  struct pnd_net_workspace *w, double *result /* (m) */)
 {
     const struct pnd_data *data = lc->data;
     double sum[PND_NET_DRAWS] = { 0.0 };
@@ -413,10 +395,7 @@ loss_run_chunk(void *ctx, uint64_t first, uint64_t count, void *ws, void *acc)
                                            : PND_NET_DRAWS;
         double loss[PND_NET_DRAWS];
 
-        if (m == 1)
-            PND_TRY(draw_batch_loss(ctx, j, ws, &loss[0]));
-        else
-            PND_TRY(draw_group_batch_loss(ctx, j, m, ws, loss));
+        PND_TRY(draw_batch_losses(ctx, j, m, ws, loss));
         for (size_t t = 0; t < m; t++)
             pnd_moment_acc_add(acc, loss[t]);
     }

@@ -36,7 +36,7 @@ int pnd_net_workspace_fix_input(struct pnd_net_workspace *w,
                                 const struct pnd_net *net,
                                 const struct pnd_data *data);
 
-/* Most draws that pnd_net_loss_sample_draws takes at once. */
+/* Maximum number of draws that pnd_net_loss_sample_draws takes at once. */
 #define PND_NET_DRAWS 4
 
 /* Computes pnd_net_loss_sample of sample k under m draws, 1 <= m <=
